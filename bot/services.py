@@ -1,11 +1,43 @@
 """build_services(settings): the one place where real adapters are wired to ports.
 
-Each room has its own builder so it can be swapped (or reused by one CLI command)
-without constructing the rest.
+Each room exposes one builder taking Settings; this module calls them lazily so a CLI
+command that needs only one room (e.g. `hotwash runbooks search`) builds only that one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from bot.settings import Settings
 
-__all__ = ["Settings"]
+if TYPE_CHECKING:
+    from bot.audit.store import AuditStore
+    from bot.ports import ChatModel, LogSource, RunbookIndex
+
+
+@dataclass
+class Services:
+    """Every adapter one Hotwash process uses, wired once."""
+
+    settings: Settings
+    store: AuditStore
+    runbooks: RunbookIndex
+    logs: LogSource
+    models: list[ChatModel]
+
+
+def build_services(settings: Settings) -> Services:
+    """Wire the real adapters chosen by ``settings``."""
+    from bot.audit.store import build_store
+    from bot.llm import build_chat_models
+    from bot.logsource import build_log_source
+    from bot.retrieval import build_runbook_index
+
+    return Services(
+        settings=settings,
+        store=build_store(settings),
+        runbooks=build_runbook_index(settings),
+        logs=build_log_source(settings),
+        models=build_chat_models(settings),
+    )
