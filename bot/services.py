@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bot.quota import DailyTokenQuota
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,6 +26,12 @@ class Services:
     runbooks: RunbookIndex
     logs: LogSource
     models: list[ChatModel]
+    # Per-channel daily token ledger for triage; built from settings when not given.
+    quota: DailyTokenQuota | None = None
+
+    def __post_init__(self) -> None:
+        if self.quota is None:
+            self.quota = DailyTokenQuota(limit=self.settings.daily_token_quota)
 
 
 def build_services(settings: Settings) -> Services:
