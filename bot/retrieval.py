@@ -1,0 +1,355 @@
+"""Hybrid runbook retrieval that abstains: dense (MiniLM via Chroma) + BM25 + runbook names.
+
+Three signals are computed for *every* runbook (the corpus is small enough to score
+exactly, which is what makes a calibrated score possible):
+
+- **name**: the alert's name words against the runbook's names (file stem, title, alerts
+  in front matter, top heading), IDF-weighted, after light stemming and a small table of
+  ops synonyms (host = node, disk = filesystem, cert = certificate ...), because many
+  alerts carry another organisation's naming for the same condition;
+- **dense**: cosine similarity of the query to the runbook's chunks (best chunk, and the
+  overview chunk that says what the runbook is about);
+- **lexical**: BM25 over chunks with the same tokenizer, normalised per query.
+
+They are mixed into one 0..1 score; below a threshold the index abstains (returns []),
+because "no runbook covers this" is more useful to an on-call engineer than a wrong link.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bot.domain import Alert, RunbookMatch
+from bot.runbooks import IndexStats, Progress, words
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from bot.adapters.chroma import StoredChunk
+    from bot.embeddings import Embedder
+    from bot.settings import Settings
+
+# Ops vocabulary: a query word also counts as these words. Kept general (terms of the
+# trade), never tuned to one corpus; the documents are not expanded.
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "host": ("node",), "instance": ("node",), "machine": ("node",), "server": ("node",),
+    "vm": ("node",), "worker": ("node",),
+    "disk": ("filesystem", "space", "volume"), "fs": ("filesystem",),
+    "storage": ("filesystem", "volume", "space"), "partition": ("filesystem",),
+    "inode": ("file",), "inodes": ("file",),
+    "full": ("space", "fill"), "filling": ("fill",), "fills": ("fill",),
+    "oom": ("memory",), "oomkilled": ("memory", "oom", "kill"), "ram": ("memory",),
+    "mem": ("memory",),
+    "crashloop": ("crash", "loop"), "crashloopbackoff": ("crash", "loop", "back", "off"),
+    "restart": ("crash", "loop"), "restarting": ("crash", "loop"),
+    "cert": ("certificate",), "certs": ("certificate",), "tls": ("certificate",),
+    "ssl": ("certificate",), "x509": ("certificate",),
+    "expire": ("expiration",), "expiry": ("expiration",), "expiring": ("expiration",),
+    "expired": ("expiration",),
+    "k8s": ("kube", "kubernetes"), "kubernetes": ("kube",), "kube": ("kubernetes",),
+    "pvc": ("persistent", "volume", "claim"), "pv": ("persistent", "volume"),
+    "hpa": ("horizontal", "pod", "autoscaler"), "autoscaler": ("hpa",),
+    "apiserver": ("api", "server"), "api": ("apiserver",),
+    "unreachable": ("down",), "unavailable": ("down",), "dead": ("down",),
+    "absent": ("down", "missing"), "offline": ("down",),
+    "notready": ("not", "ready"), "ntp": ("clock", "sync"), "time": ("clock",),
+    "drift": ("skew",), "fd": ("file", "descriptor"), "fds": ("file", "descriptor"),
+    "throttled": ("throttling",), "throttle": ("throttling",),
+    "scrape": ("target",), "job": ("job",), "cronjob": ("job",),
+    "deployment": ("deployment",), "replicaset": ("replicas",), "rollout": ("rolled", "out"),
+    "raid": ("raid",), "md": ("raid",), "mdadm": ("raid",),
+    "alertmanager": ("alertmanager",), "am": ("alertmanager",),
+    "leader": ("leader",), "election": ("leader",),
+    "latency": ("slow", "duration"), "slow": ("latency", "duration"),
+    "errors": ("error",), "failures": ("failure", "error"), "failing": ("failure", "fail"),
+    "5xx": ("error",), "nic": ("network", "interface"), "packet": ("network",),
+    "pod": ("pod",), "container": ("pod",), "containers": ("pod",),
+}
+STOPWORDS = frozenset(
+    "a an the of to in on for and or is are be been was were it its this that with at by "
+    "from as has have had not no but if then than so we our us you your i me my they them "
+    "there here just now any all some can could should would will do does did up out".split()
+)
+# Words that name an alert's form, not its subject: weak evidence of a match.
+WEAK = frozenset(
+    "alert alerts high low too many is firing critical warning warn info page rate total "
+    "count detected detect".split()
+)
+# The mix (weights and threshold) is set on benchmarks/retrieval_queries.yaml, our own set.
+W_NAME, W_DENSE, W_LEXICAL = 0.40, 0.40, 0.20
+ABSTAIN_BELOW = 0.30
+
+
+def stem(word: str) -> str:
+    """A deliberately light English stemmer (no dependency): enough to meet
+    completed/completion, failing/failures, replicas/replica."""
+    for suffix in ("ations", "ation", "ions", "ion", "ings", "ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            word = word[: -len(suffix)]
+            break
+    if word.endswith("e") and len(word) > 4:
+        word = word[:-1]
+    return word
+
+
+def tokens(text: str, *, expand: bool = False) -> list[str]:
+    """Stemmed word tokens; ``expand`` adds ops synonyms (queries only)."""
+    out: list[str] = []
+    for word in words(text):
+        if word in STOPWORDS or len(word) < 2 and not word.isdigit():
+            continue
+        out.append(stem(word))
+        if expand:
+            out.extend(stem(s) for s in SYNONYMS.get(word, ()))
+    return out
+
+
+@dataclass(frozen=True)
+class Query:
+    """What an alert or message is searched with."""
+
+    name: str  # an alert name ("" for a plain message)
+    text: str  # free text: name words, summary, description, message
+    labels: str  # label values that may name the subject (job, service, container)
+
+    @classmethod
+    def of(cls, query: Alert | str) -> Query:
+        if isinstance(query, str):
+            return cls(name="", text=query.strip(), labels="")
+        alert = query
+        text_parts = [alert.summary, alert.description, alert.text]
+        for key in ("message", "summary", "description"):
+            value = alert.annotations.get(key)
+            if value and value not in text_parts:
+                text_parts.append(value)
+        label_parts = [alert.labels[k] for k in
+                       ("service", "job", "container", "app", "component", "namespace")
+                       if alert.labels.get(k)]
+        name = alert.name if _looks_like_identifier(alert.name) else ""
+        if not name and alert.name and not any(alert.name in p for p in text_parts if p):
+            text_parts.insert(0, alert.name)
+        text = "\n".join([humanize_name(name), *[p for p in text_parts if p]]).strip()
+        return cls(name=name, text=text, labels=" ".join(label_parts))
+
+
+def _looks_like_identifier(name: str) -> bool:
+    return bool(name) and " " not in name.strip() and len(name) <= 120
+
+
+def humanize_name(name: str) -> str:
+    return " ".join(words(name))
+
+
+@dataclass
+class _Runbook:
+    id: str
+    title: str
+    names: tuple[str, ...]
+    name_tokens: frozenset[str]
+    chunk_rows: list[int]
+    overview_row: int | None
+    thin: bool  # almost no text of its own (a page that only links elsewhere)
+    links: tuple[str, ...]
+
+
+class HybridRunbookIndex:
+    """The RunbookIndex port over chunks loaded from Chroma, scored in memory."""
+
+    def __init__(self, *, chunks: Sequence[StoredChunk], vectors: NDArray[np.float32],
+                 embedder: Embedder, abstain_below: float = ABSTAIN_BELOW) -> None:
+        self._chunks = list(chunks)
+        self._vectors = vectors
+        self._embedder = embedder
+        self._abstain_below = abstain_below
+        self._runbooks: list[_Runbook] = []
+        by_id: dict[str, list[int]] = defaultdict(list)
+        for row, chunk in enumerate(self._chunks):
+            by_id[chunk.runbook_id].append(row)
+        for runbook_id in sorted(by_id):
+            rows = by_id[runbook_id]
+            first = self._chunks[rows[0]]
+            names = first.names or (runbook_id.rsplit("/", 1)[-1],)
+            name_tokens = frozenset(t for n in names for t in tokens(n))
+            overview = next((r for r in rows if self._chunks[r].kind == "overview"), None)
+            self._runbooks.append(_Runbook(
+                id=runbook_id, title=first.title, names=names, name_tokens=name_tokens,
+                chunk_rows=rows, overview_row=overview,
+                thin=first.body_chars < 200, links=first.links,
+            ))
+        self._position = {rb.id: i for i, rb in enumerate(self._runbooks)}
+        self._chunk_runbook = np.array(
+            [self._position[c.runbook_id] for c in self._chunks], dtype=np.int64)
+        # IDF of name words across runbooks: "kube" says little, "crash" a lot.
+        n = max(len(self._runbooks), 1)
+        df: dict[str, int] = defaultdict(int)
+        for rb in self._runbooks:
+            for t in rb.name_tokens:
+                df[t] += 1
+        self._name_idf = {t: math.log(1 + n / c) for t, c in df.items()}
+        self._bm25 = self._build_bm25()
+
+    def _build_bm25(self) -> Any:
+        if not self._chunks:
+            return None
+        import bm25s
+
+        corpus = [tokens(f"{c.title} {c.section} {c.text}") or ["_"] for c in self._chunks]
+        model = bm25s.BM25()
+        model.index(corpus, show_progress=False)
+        return model
+
+    @property
+    def size(self) -> int:
+        return len(self._runbooks)
+
+    def match(self, query: Alert | str, *, limit: int = 3) -> list[RunbookMatch]:
+        """Ranked runbooks with calibrated 0..1 scores; [] when the evidence is weak."""
+        scored = self.score(query)
+        out: list[RunbookMatch] = []
+        for score, rb, row in scored[:limit]:
+            if score < self._abstain_below:
+                break
+            chunk = self._chunks[row]
+            sections = tuple(dict.fromkeys(self._chunks[r].section for r in rb.chunk_rows))
+            out.append(RunbookMatch(id=rb.id, title=rb.title, score=round(score, 4),
+                                    section=chunk.section, text=chunk.text, sections=sections))
+        return out
+
+    def score(self, query: Alert | str) -> list[tuple[float, _Runbook, int]]:
+        """Every runbook with its mixed score and best chunk row, best first."""
+        if not self._runbooks:
+            return []
+        q = Query.of(query)
+        if not (q.text or q.labels):
+            return []
+        name_scores = self._name_scores(q)
+        dense_rb, best_row = self._dense_scores(q)
+        lexical = self._lexical_scores(q)
+        mixed = W_NAME * name_scores + W_DENSE * dense_rb + W_LEXICAL * lexical
+        # A page that only links elsewhere is scored as its target where that is better.
+        for rb in self._runbooks:
+            if rb.thin:
+                for link in rb.links:
+                    j = self._position.get(link)
+                    if j is not None:
+                        i = self._position[rb.id]
+                        mixed[i] = max(mixed[i], mixed[j] - 0.02)
+        order = np.argsort(-mixed, kind="stable")
+        return [(float(np.clip(mixed[i], 0.0, 1.0)), self._runbooks[i], int(best_row[i]))
+                for i in order]
+
+    def _name_scores(self, q: Query) -> NDArray[np.float64]:
+        scores = np.zeros(len(self._runbooks))
+        if q.name:
+            query_tokens = set(tokens(q.name, expand=True))
+            own = set(tokens(q.name))
+        else:
+            query_tokens = set(tokens(q.text, expand=True))
+            own = set()
+        if not query_tokens:
+            return scores
+        for i, rb in enumerate(self._runbooks):
+            weights = {t: self._name_idf.get(t, 0.0) * (0.3 if t in WEAK else 1.0)
+                       for t in rb.name_tokens}
+            total = sum(weights.values())
+            if total <= 0:
+                continue
+            covered = sum(w for t, w in weights.items() if t in query_tokens) / total
+            if q.name and own:
+                # Both ways for an alert name: the runbook's words found in the alert's,
+                # and the alert's own words found in the runbook's.
+                qw = {t: self._name_idf.get(t, 1.0) * (0.3 if t in WEAK else 1.0) for t in own}
+                back = sum(w for t, w in qw.items() if t in rb.name_tokens) / sum(qw.values())
+                scores[i] = math.sqrt(covered * back) if covered and back else 0.0
+            else:
+                scores[i] = covered * 0.8
+        return scores
+
+    def _dense_scores(self, q: Query) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        n = len(self._runbooks)
+        best_row = np.array([rb.chunk_rows[0] for rb in self._runbooks], dtype=np.int64)
+        if not q.text or len(self._vectors) == 0:
+            return np.zeros(n), best_row
+        vector = self._embedder.embed([q.text])[0]
+        sims = self._vectors @ vector
+        best = np.full(n, -1.0)
+        overview = np.zeros(n)
+        for row, sim in enumerate(sims):
+            i = self._chunk_runbook[row]
+            chunk = self._chunks[row]
+            if chunk.kind == "overview":
+                overview[i] = sim
+            elif sim > best[i]:
+                best[i] = sim
+                best_row[i] = row
+        best = np.where(best < 0, overview, best)
+        combined = 0.5 * np.maximum(best, overview) + 0.5 * overview
+        # MiniLM cosines of related ops texts sit in 0.2..0.8: stretch to 0..1.
+        return np.clip((combined - 0.15) / 0.55, 0.0, 1.0), best_row
+
+    def _lexical_scores(self, q: Query) -> NDArray[np.float64]:
+        n = len(self._runbooks)
+        scores = np.zeros(n)
+        if self._bm25 is None:
+            return scores
+        query_tokens = tokens(f"{q.text} {q.labels}", expand=True)
+        if not query_tokens:
+            return scores
+        chunk_scores = self._bm25.get_scores(query_tokens)
+        np.maximum.at(scores, self._chunk_runbook, chunk_scores)
+        top = scores.max()
+        if top <= 0:
+            return scores
+        # Normalised per query, damped so one rare shared word is not a strong signal.
+        return np.asarray((scores / top) * min(1.0, top / 8.0), dtype=np.float64)
+
+
+def open_runbook_index(*, settings: Settings, embedder: Embedder | None = None,
+                       runbooks_dir: Path | None = None,
+                       index_dir: Path | None = None) -> HybridRunbookIndex:
+    """Load the indexed chunks from Chroma (as they are, no sync) into a HybridRunbookIndex."""
+    from bot.adapters.chroma import collection_for, open_runbook_store
+    from bot.embeddings import build_embedder
+
+    embedder = embedder or build_embedder(settings)
+    store = open_runbook_store(settings, index_dir=index_dir, embedder_name=embedder.name,
+                               collection=collection_for(settings, runbooks_dir))
+    chunks, vectors = store.load()
+    return HybridRunbookIndex(chunks=chunks, vectors=vectors, embedder=embedder)
+
+
+def sync_and_open(*, settings: Settings, runbooks_dir: Path | None = None,
+                  index_dir: Path | None = None, progress: Progress | None = None,
+                  ) -> tuple[HybridRunbookIndex, IndexStats]:
+    """Bring the index up to date with ``runbooks_dir`` (incrementally), then open it."""
+    from bot.adapters.chroma import collection_for, open_runbook_store
+    from bot.embeddings import build_embedder
+    from bot.runbooks import sync_index
+
+    embedder = build_embedder(settings)
+    store = open_runbook_store(settings, index_dir=index_dir, embedder_name=embedder.name,
+                               collection=collection_for(settings, runbooks_dir))
+    stats = sync_index(directory=runbooks_dir or settings.runbooks_dir, store=store,
+                       embedder=embedder, progress=progress)
+    chunks, vectors = store.load()
+    return HybridRunbookIndex(chunks=chunks, vectors=vectors, embedder=embedder), stats
+
+
+def build_runbook_index(settings: Settings) -> HybridRunbookIndex:
+    """The RunbookIndex for the bot: the configured runbooks, synced into Chroma, loaded."""
+    index, _ = sync_and_open(settings=settings)
+    return index
+
+
+def ranked(matches: Iterable[RunbookMatch]) -> list[dict[str, object]]:
+    """The JSON shape of `hotwash runbooks match`."""
+    return [{"id": m.id, "score": m.score, "title": m.title, "section": m.section}
+            for m in matches]
+
