@@ -147,7 +147,17 @@ class Settings(BaseSettings):
     )
 
     # --- jobs / operations -------------------------------------------------
-    digest_cron: str = Field(default="0 * * * *", description="Cron for channel digests.")
+    digest_cron: str = Field(
+        default="0 * * * *",
+        description="Cron for channel digests (UTC); several separated by ';', "
+        "e.g. '0 * * * *; 0 9 * * *' for hourly and daily.",
+    )
+    reindex_cron: str = Field(
+        default="*/15 * * * *", description="Cron for the incremental runbook re-index (UTC)."
+    )
+    retention_cron: str = Field(
+        default="17 3 * * *", description="Cron for the retention purge (UTC)."
+    )
     retention_days: int = Field(default=30, ge=1, description="Raw evidence retention.")
     incident_window_s: int = Field(
         default=3600, gt=0, description="Repeats of one alert within this window join one incident."
