@@ -153,4 +153,7 @@ def verify_chain(session: Session) -> ChainReport:
     events = session.scalars(
         select(Event).order_by(Event.seq).execution_options(yield_per=1000)
     )
-    return check_events(events, head=head)
+    try:
+        return check_events(events, head=head)
+    finally:
+        events.close()  # the walk may stop early; release the (server-side) cursor now

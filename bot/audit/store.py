@@ -131,10 +131,14 @@ class AuditStore:
             query = select(Event).order_by(Event.seq)
             if subject is not None:
                 query = query.where(Event.subject == subject)
-            for row in session.scalars(query.execution_options(yield_per=1000)):
-                yield StoredEvent(seq=row.seq, at=row.at, type=row.type, subject=row.subject,
-                                  payload=json.loads(row.payload), prev_hash=row.prev_hash,
-                                  hash=row.hash)
+            rows = session.scalars(query.execution_options(yield_per=1000))
+            try:
+                for row in rows:
+                    yield StoredEvent(seq=row.seq, at=row.at, type=row.type,
+                                      subject=row.subject, payload=json.loads(row.payload),
+                                      prev_hash=row.prev_hash, hash=row.hash)
+            finally:
+                rows.close()
 
     def verify(self) -> ChainReport:
         """Walk the whole chain; the report names the first bad row."""
