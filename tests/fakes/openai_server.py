@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _BLOCK = re.compile(
-    r'<evidence id="(?P<id>[^"]+)" kind="(?P<kind>[^"]+)"(?P<attrs>[^>]*)>\n'
+    r'<evidence id="(?P<id>[^"]+)" kind="(?P<kind>[^"]+)"(?P<attrs>(?:\s+\w+="[^"]*")*)>\n'
     r"(?P<text>.*?)\n</evidence>",
     re.DOTALL,
 )
