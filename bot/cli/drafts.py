@@ -38,19 +38,23 @@ def cli_via() -> str:
     return f"cli:{login}"
 
 
-def draft_table(drafts: list[Draft], *, title: str = "Drafts") -> Table:
-    """One row per draft: the first line of its text tells which is which."""
+def draft_table(drafts: list[Draft], *, title: str = "Drafts", width: int | None = None
+                ) -> Table:
+    """One row per draft: the first line of its text tells which is which. On a terminal
+    narrower than 110 columns (``width``, default the console's) the creation time and model
+    are left out so the first line stays readable."""
+    wide = (width or out.width) >= 110
     table = Table(title=title)
-    for name in ("id", "status", "kind", "incident", "created (UTC)"):
+    for name in ("id", "status", "kind", "incident") + (("created (UTC)", "model") if wide
+                                                        else ()):
         table.add_column(name, no_wrap=True)
-    table.add_column("first line", no_wrap=True, overflow="ellipsis", ratio=1)
-    table.add_column("model", overflow="ellipsis", max_width=20)
+    table.add_column("first line", overflow="ellipsis", no_wrap=True, ratio=1)
     for draft in drafts:
         first = next((line.strip("# ").strip() for line in draft.markdown.splitlines()
                       if line.strip()), "")
+        extra = (f"{draft.created_at:%Y-%m-%d %H:%M}", draft.model) if wide else ()
         table.add_row(str(draft.id), draft.status.value, draft.kind.value,
-                      str(draft.incident_id or "-"), f"{draft.created_at:%m-%d %H:%M}",
-                      first, draft.model)
+                      str(draft.incident_id or "-"), *extra, first)
     return table
 
 
