@@ -364,7 +364,7 @@ def configure_tracing(settings: Settings, *, exporter: Any = None) -> bool:
     """
     global _tracer, _provider
     shutdown_tracing()
-    if settings.otlp_endpoint is None and exporter is None:
+    if not settings.otlp_endpoint and exporter is None:
         return False
     try:
         from opentelemetry.sdk.resources import Resource
