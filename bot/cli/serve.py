@@ -1,9 +1,77 @@
-"""`hotwash` commands for serve."""
+"""`hotwash serve [--socket|--http]`: run the Slack app, the alert webhooks and health."""
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
 import typer
+
+from bot.cli.context import err, out, settings_from
+
+log = logging.getLogger("hotwash.serve")
+
+
+def serve(
+    ctx: typer.Context,
+    socket: bool | None = typer.Option(
+        None, "--socket/--http",
+        help="Socket Mode (needs HOTWASH_SLACK_APP_TOKEN) or HTTP (/slack/events). "
+             "Default: Socket Mode when an app token is set."),
+    host: str | None = typer.Option(None, help="Bind address (default HOTWASH_HTTP_HOST)."),
+    port: int | None = typer.Option(None, help="Port (default HOTWASH_HTTP_PORT)."),
+    workers: int = typer.Option(4, min=1, max=32, help="Background triage threads."),
+) -> None:
+    """Serve Slack (Socket Mode or HTTP), the webhooks and /healthz, /readyz."""
+    import uvicorn
+
+    from bot.services import build_services
+    from bot.slack.app import build_app, build_room
+    from bot.web import build_web_app
+
+    settings = settings_from(ctx)
+    socket_mode = settings.slack_app_token is not None if socket is None else socket
+    if socket_mode and settings.slack_app_token is None:
+        err.print("configuration error: --socket needs HOTWASH_SLACK_APP_TOKEN (xapp-...)")
+        raise typer.Exit(2)
+    if settings.slack_bot_token is None:
+        err.print("HOTWASH_SLACK_BOT_TOKEN is not set: serving webhooks and health only, "
+                  "drafts are stored but not posted to Slack.")
+    if not socket_mode and settings.slack_bot_token is not None \
+            and settings.slack_signing_secret is None:
+        err.print("configuration error: HTTP mode needs HOTWASH_SLACK_SIGNING_SECRET")
+        raise typer.Exit(2)
+
+    services = build_services(settings)
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hotwash-triage")
+    room = build_room(services, executor=executor)
+    bolt_app = None
+    handler = None
+    if settings.slack_bot_token is not None:
+        bolt_app = build_app(room, socket_mode=socket_mode)
+    if socket_mode and bolt_app is not None and settings.slack_app_token is not None:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        handler = SocketModeHandler(bolt_app, settings.slack_app_token.get_secret_value(),
+                                    web_client=room.client)
+        handler.connect()  # type: ignore[no-untyped-call]  # non-blocking: own threads
+        out.print("Slack: Socket Mode connected")
+    web = build_web_app(services=services, intake=room.intake,
+                        bolt_app=None if socket_mode else bolt_app)
+    bind_host = host or settings.http_host
+    bind_port = port or settings.http_port
+    out.print(f"HTTP: http://{bind_host}:{bind_port} "
+              f"({'/slack/events, ' if bolt_app and not socket_mode else ''}"
+              "/webhooks/alertmanager, /webhooks/grafana, /healthz, /readyz)")
+    try:
+        uvicorn.run(web, host=bind_host, port=bind_port, log_level="warning")
+    finally:
+        if handler is not None:
+            handler.close()  # type: ignore[no-untyped-call]
+        executor.shutdown(wait=True, cancel_futures=False)
+        services.store.close()
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `serve` to the root app."""
+    app.command("serve")(serve)

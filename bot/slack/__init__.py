@@ -1,0 +1,1 @@
+"""The Slack room: Bolt app, listeners, middleware and pure Block Kit builders."""

@@ -1,0 +1,1 @@
+"""Fakes at the network boundary: local servers the real clients talk to."""
