@@ -23,6 +23,7 @@ from tests.inmemory import (
     UnsavableStore,
     checkout_alert,
     checkout_logs,
+    gap,
     log_item,
     make_services,
 )
@@ -171,8 +172,7 @@ def test_failing_log_source_and_runbook_index_still_yield_a_stored_draft(
 
 def test_log_source_gaps_reported_by_the_port_reach_the_draft(tmp_path: Path) -> None:
     part = EvidencePart(gaps=(
-        __import__("tests.inmemory", fromlist=["gap"]).gap(
-            "elasticsearch:logs-*", "ConnectionTimeout", '{"query": {"match_all": {}}}'),))
+        gap("elasticsearch:logs-*", "ConnectionTimeout", '{"query": {"match_all": {}}}'),))
     svc = make_services(tmp_path, logs=InMemoryLogSource(part))
     try:
         draft = triage(alert=checkout_alert(), services=svc)
@@ -249,8 +249,6 @@ def test_same_alert_and_evidence_reuses_the_stored_draft(
     services.logs.part = checkout_logs(log_item(7, "OutOfMemoryError in worker", count=5))
     third = triage(alert=checkout_alert(), services=services)
     assert third.id != first.id and len(fake.chat_requests()) == 2
-    # an older pending draft for the same incident is not reused after rejection-free
-    # supersession: the cache returns the newest non-rejected one
     assert third.cache_key != first.cache_key
 
 
