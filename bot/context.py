@@ -124,7 +124,11 @@ def _priority(item: EvidenceItem) -> tuple[int, float, int]:
     """Alert first, then new templates, runbook steps, then everything else."""
     if item.kind == EvidenceKind.ALERT:
         rank = 0
-    elif item.is_new and item.kind in (EvidenceKind.LOG_TEMPLATE, EvidenceKind.TRACE):
+    elif item.kind == EvidenceKind.NOTE or (
+        item.is_new and item.kind in (EvidenceKind.LOG_TEMPLATE, EvidenceKind.TRACE)
+    ):
+        # Notes are the log source's own summary (volume, when errors began): short and
+        # as telling as the new templates.
         rank = 1
     elif item.kind == EvidenceKind.RUNBOOK:
         rank = 2

@@ -269,6 +269,11 @@ def _first_line(text: str, limit: int = 200) -> str:
     return line[:limit]
 
 
+def _pattern(item: EvidenceItem, limit: int) -> str:
+    """The template itself: log sources put it in the title, details in the text."""
+    return (item.title.strip() or _first_line(item.text))[:limit].strip()
+
+
 def draft_from_evidence(evidence: Evidence) -> TriageOutput:
     """A triage draft written with no model: alert facts, top new templates, runbook steps.
 
@@ -288,7 +293,7 @@ def draft_from_evidence(evidence: Evidence) -> TriageOutput:
     new_count = sum(1 for i in _log_items(evidence) if i.is_new)
     if templates:
         parts.append(f"{new_count} log template(s) are new since the baseline; the top one is "
-                     f"\"{_first_line(templates[0].text, 160)}\".")
+                     f"\"{_pattern(templates[0], 160)}\".")
     else:
         parts.append("No new log templates were found.")
     if runbooks:
@@ -303,8 +308,8 @@ def draft_from_evidence(evidence: Evidence) -> TriageOutput:
 
     causes = [
         Cause(cause=f"New error pattern since the baseline ({t.count} occurrence(s)): "
-                    f"{_first_line(t.text, 200)}",
-              confidence="low", evidence_ids=[t.id], quotes=[_first_line(t.text, 80)])
+                    f"{_pattern(t, 200)}",
+              confidence="low", evidence_ids=[t.id], quotes=[_pattern(t, 80)])
         for t in templates
     ]
     steps: list[NextStep] = []
