@@ -128,6 +128,29 @@ class Settings(BaseSettings):
     redaction_patterns: list[str] = Field(
         default_factory=list, description="Extra regexes to redact, as a JSON list."
     )
+    es_fields: dict[str, str] = Field(
+        default_factory=lambda: {
+            "timestamp": "@timestamp", "message": "message", "level": "log.level",
+            "service": "service.name", "namespace": "kubernetes.namespace",
+            "pod": "kubernetes.pod.name", "host": "host.name", "trace_id": "trace.id",
+            "span_id": "span.id", "error_type": "error.type", "error_message": "error.message",
+        },
+        description="Log field names (ECS defaults) as JSON; keys you omit keep the default.",
+    )
+    es_label_fields: dict[str, str] = Field(
+        default_factory=lambda: {
+            "namespace": "kubernetes.namespace", "pod": "kubernetes.pod.name",
+            "service": "service.name", "instance": "host.name", "job": "service.name",
+            "container": "kubernetes.container.name",
+        },
+        description="Alert label -> log field used to filter logs, as JSON.",
+    )
+    log_max_bytes: int = Field(
+        default=20_000_000, gt=0, description="Hard cap on log message bytes kept in memory."
+    )
+    log_evidence_tokens: int = Field(
+        default=2500, gt=0, description="Token budget for condensed log and trace evidence."
+    )
 
     # --- runbooks / Chroma -------------------------------------------------
     runbooks_dir: Path = Field(default=Path("runbooks"), description="Markdown runbooks.")

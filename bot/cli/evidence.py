@@ -1,9 +1,72 @@
-"""`hotwash` commands for evidence."""
+"""`hotwash evidence --alert FILE|-`: the condensed, redacted log evidence for one alert."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import typer
+from rich.table import Table
+
+from bot.cli.context import err, out, settings_from
+from bot.domain import EvidencePart
+
+
+def _render(part: EvidencePart, *, source: str) -> None:
+    table = Table("id", "what", "evidence", title=f"Evidence from {source}", show_lines=True)
+    for item in part.items:
+        what = [item.kind.value, (item.level or "").upper(), "NEW" if item.is_new else "",
+                f"x{item.count:,}"]
+        if item.first_seen and item.last_seen:
+            what.append(f"{item.first_seen:%H:%M:%S}-{item.last_seen:%H:%M:%S}")
+        table.add_row(item.id, "\n".join(w for w in what if w), item.text)
+    out.print(table)
+    for gap in part.gaps:
+        out.print(f"[red]missing[/red] {gap.source}: {gap.error}", highlight=False)
+        if gap.query:
+            out.print(gap.query, markup=False, highlight=False)
+    stats = ", ".join(f"{k}={v}" for k, v in part.stats.items())
+    out.print(f"redactions={part.redactions}  {stats}", markup=False, highlight=False)
+
+
+def evidence(
+    ctx: typer.Context,
+    alert: str = typer.Option(
+        ..., "--alert", help="Alert payload file (any form), or - for stdin."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Fetch and condense the logs and traces around an alert."""
+    from bot.alerts import PayloadError, parse_payload
+    from bot.logsource import build_log_source
+
+    settings = settings_from(ctx)
+    try:
+        body = sys.stdin.read() if alert == "-" else Path(alert).read_text(encoding="utf-8")
+    except OSError as exc:
+        err.print(f"cannot read alert: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        alerts = parse_payload(body)
+    except PayloadError as exc:
+        err.print(f"not an alert payload: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    source = build_log_source(settings)
+    try:
+        part = source.collect(alerts[0])
+    finally:
+        close = getattr(source, "close", None)
+        if callable(close):
+            close()
+    if as_json:
+        payload = {"alert": alerts[0].name, "source": source.name,
+                   **part.model_dump(mode="json")}
+        out.print_json(json.dumps(payload, default=str))
+        return
+    _render(part, source=source.name)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `evidence` to the root app."""
+    app.command("evidence")(evidence)
