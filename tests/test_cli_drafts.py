@@ -196,3 +196,52 @@ def test_verify_catches_reordered_rows(cli_db: str) -> None:
             "UPDATE events SET seq = 3 WHERE seq = -1")
     code, output = hotwash("audit", "verify")
     assert code == 1 and "BROKEN at event #2" in output
+
+
+# --- records the chain vouches for: edits outside the events table are caught too -------
+
+
+def approved_draft(db_url: str) -> int:
+    draft_id = add_draft(db_url)
+    assert hotwash("drafts", "approve", str(draft_id), "--as", "U_ALICE")[0] == 0
+    return draft_id
+
+
+@pytest.mark.parametrize(("statement", "expected"), [
+    ("UPDATE drafts SET markdown = 'nothing to see' WHERE id = {d}",
+     "draft #{d} text or model does not match event #2"),
+    ("UPDATE drafts SET status = 'pending' WHERE id = {d}",
+     "draft #{d} is pending but event #3 made it approved"),
+    ("UPDATE decisions SET actor = 'U_EVE' WHERE draft_id = {d}",
+     "decision on draft #{d} does not match event #3"),
+    ("DELETE FROM decisions WHERE draft_id = {d}",
+     "decision on draft #{d} recorded by event #3 is missing"),
+    ("UPDATE received SET body = '\\x7b7d' WHERE id = 1",
+     "received #1 body does not match the digest in event #1"),
+])
+def test_verify_catches_records_edited_behind_the_log(cli_db: str, statement: str,
+                                                      expected: str) -> None:
+    store = AuditStore(engine=make_engine(cli_db))
+    try:
+        store.record_received(source="alertmanager", body=b'{"a": 1}', headers={})
+    finally:
+        store.close()
+    draft_id = approved_draft(cli_db)
+    assert hotwash("audit", "verify")[0] == 0
+    sql = statement.format(d=draft_id)
+    if "received" in sql and cli_db.startswith("sqlite"):
+        sql = sql.replace("'\\x7b7d'", "X'7b7d'")
+    raw_sql(cli_db, sql)
+    code, output = hotwash("audit", "verify")
+    assert code == 1 and expected.format(d=draft_id) in output.replace("\n", " "), output
+
+
+def test_purged_bodies_are_not_tampering(cli_db: str) -> None:
+    store = AuditStore(engine=make_engine(cli_db))
+    try:
+        store.record_received(source="alertmanager", body=b'{"a": 1}', headers={})
+    finally:
+        store.close()
+    raw_sql(cli_db, "UPDATE received SET body = NULL WHERE id = 1")
+    code, output = hotwash("audit", "verify")
+    assert code == 0 and "audit chain OK: 1 events" in output

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +19,15 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from bot.audit.models import GENESIS_HASH, ChainHead, Event
+from bot.audit.models import (
+    GENESIS_HASH,
+    ChainHead,
+    DecisionRow,
+    DraftRow,
+    Event,
+    EvidenceBlob,
+    Received,
+)
 
 HEAD_ID = 1
 
@@ -109,6 +117,8 @@ class ChainReport:
     head_hash: str
     bad_seq: int | None = None
     reason: str | None = None
+    problems: tuple[str, ...] = ()
+    """Every record that contradicts the (intact) chain, not only the first."""
 
 
 def check_events(events: Iterable[Event], *, head: ChainHead | None) -> ChainReport:
@@ -148,12 +158,123 @@ def check_events(events: Iterable[Event], *, head: ChainHead | None) -> ChainRep
 
 
 def verify_chain(session: Session) -> ChainReport:
-    """Walk every event in ``seq`` order; stream rows so a long log stays cheap."""
+    """Walk every event in ``seq`` order (streamed, so a long log stays cheap); when the
+    chain is intact, also check the records it vouches for (:func:`check_records`)."""
     head = session.get(ChainHead, HEAD_ID)
     events = session.scalars(
         select(Event).order_by(Event.seq).execution_options(yield_per=1000)
     )
     try:
-        return check_events(events, head=head)
+        report = check_events(events, head=head)
     finally:
         events.close()  # the walk may stop early; release the (server-side) cursor now
+    if not report.ok:
+        return report
+    problems = check_records(session)
+    if not problems:
+        return report
+    return ChainReport(False, report.events, report.head_hash, problems[0][0],
+                       problems[0][1], tuple(text for _, text in problems))
+
+
+def _payloads(session: Session, *types: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    rows = session.execute(select(Event.seq, Event.type, Event.payload)
+                           .where(Event.type.in_(types)).order_by(Event.seq)
+                           .execution_options(yield_per=1000))
+    try:
+        for seq, type_, payload in rows:
+            yield int(seq), str(type_), json.loads(payload)
+    finally:
+        rows.close()
+
+
+def check_records(session: Session) -> list[tuple[int, str]]:
+    """Records that contradict the digests and facts the chain recorded about them:
+    raw payloads and evidence (unless purged by retention), draft texts, draft statuses and
+    decisions. Returns (event seq, problem) pairs in chain order."""
+    problems: list[tuple[int, str]] = []
+    received: dict[int, tuple[int, str]] = {}
+    blobs: dict[str, int] = {}
+    drafts: dict[int, tuple[int, dict[str, Any]]] = {}
+    status: dict[int, tuple[int, str]] = {}
+    decisions: dict[int, tuple[int, dict[str, Any]]] = {}
+    edits: dict[int, tuple[int, str]] = {}
+    for seq, type_, payload in _payloads(
+            session, "payload.received", "evidence.stored", "draft.created",
+            "draft.superseded", "draft.approved", "draft.rejected", "draft.edited"):
+        if type_ == "payload.received":
+            received[payload["received_id"]] = (seq, payload["body_sha256"])
+        elif type_ == "evidence.stored":
+            blobs[payload["sha256"]] = seq
+        elif type_ == "draft.created":
+            drafts[payload["draft_id"]] = (seq, payload)
+            status[payload["draft_id"]] = (seq, "pending")
+        elif type_ == "draft.edited":
+            edits[payload["draft_id"]] = (seq, payload["edited_sha256"])
+        else:
+            status[payload["draft_id"]] = (seq, type_.removeprefix("draft."))
+            if type_ != "draft.superseded":
+                decisions[payload["draft_id"]] = (seq, payload)
+
+    seen: set[int] = set()
+    for rid, digest, body in session.execute(
+            select(Received.id, Received.body_sha256, Received.body)
+            .execution_options(yield_per=200)):
+        seen.add(rid)
+        if rid not in received:
+            problems.append((0, f"received #{rid} has no payload.received event (inserted "
+                                "behind the log)"))
+            continue
+        seq, recorded = received[rid]
+        if digest != recorded or (body is not None and sha256_hex(body) != recorded):
+            problems.append((seq, f"received #{rid} body does not match the digest in "
+                                  f"event #{seq} (edited)"))
+    problems += [(seq, f"received #{rid} named by event #{seq} is missing (deleted)")
+                 for rid, (seq, _) in received.items() if rid not in seen]
+
+    for digest, content in session.execute(
+            select(EvidenceBlob.sha256, EvidenceBlob.content)
+            .execution_options(yield_per=200)):
+        seq = blobs.get(digest, 0)
+        if content is not None and sha256_hex(content) != digest:
+            problems.append((seq, f"evidence blob {digest[:16]} content was edited"))
+
+    draft_ids: set[int] = set()
+    for draft in session.scalars(select(DraftRow).execution_options(yield_per=200)):
+        draft_ids.add(draft.id)
+        if draft.id not in drafts:
+            problems.append((0, f"draft #{draft.id} has no draft.created event (inserted "
+                                "behind the log)"))
+            continue
+        seq, created = drafts[draft.id]
+        if (sha256_hex(draft.markdown) != created["markdown_sha256"]
+                or sha256_hex(canonical_json(draft.content)) != created["content_sha256"]
+                or draft.model != created["model"]):
+            problems.append((seq, f"draft #{draft.id} text or model does not match event "
+                                  f"#{seq} (edited)"))
+        status_seq, expected = status[draft.id]
+        if draft.status != expected:
+            problems.append((status_seq, f"draft #{draft.id} is {draft.status} but event "
+                                         f"#{status_seq} made it {expected} (edited)"))
+    problems += [(seq, f"draft #{did} named by event #{seq} is missing (deleted)")
+                 for did, (seq, _) in drafts.items() if did not in draft_ids]
+
+    decided: set[int] = set()
+    for dec in session.scalars(select(DecisionRow).execution_options(yield_per=200)):
+        decided.add(dec.draft_id)
+        if dec.draft_id not in decisions:
+            problems.append((0, f"decision #{dec.id} on draft #{dec.draft_id} has no event "
+                                "(inserted behind the log)"))
+            continue
+        seq, fact = decisions[dec.draft_id]
+        edit = edits.get(dec.draft_id)
+        if (dec.id != fact["decision_id"] or dec.actor != fact["actor"]
+                or dec.action != fact["action"] or dec.reason != fact.get("reason")
+                or (edit is not None and (dec.edited_markdown is None or
+                                          sha256_hex(dec.edited_markdown) != edit[1]))):
+            problems.append((seq, f"decision on draft #{dec.draft_id} does not match event "
+                                  f"#{seq} (edited)"))
+    problems += [(seq, f"decision on draft #{did} recorded by event #{seq} is missing "
+                       "(deleted)") for did, (seq, _) in decisions.items() if did not in decided]
+    problems.sort(key=lambda item: item[0])
+    return problems

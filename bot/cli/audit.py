@@ -22,7 +22,9 @@ class ExportFormat(StrEnum):
 
 @audit_app.command("verify")
 def verify(ctx: typer.Context) -> None:
-    """Walk the hash chain; exit 1 and name the first bad row on tampering."""
+    """Walk the hash chain and check the records it vouches for; exit 1 and name the first
+    bad row on tampering (edited, deleted or reordered events; payloads, drafts or decisions
+    edited behind the log)."""
     with store_from(ctx) as store:
         report = store.verify()
     if report.ok:
@@ -30,6 +32,13 @@ def verify(ctx: typer.Context) -> None:
                   highlight=False)
         return
     where = f"event #{report.bad_seq}" if report.bad_seq is not None else "chain head"
+    if report.problems:  # the chain itself is intact; records contradict it
+        err.print(f"audit records BROKEN at {where}: {len(report.problems)} record(s) do not "
+                  f"match the intact chain of {report.events} events:",
+                  highlight=False, markup=False, soft_wrap=True)
+        for problem in report.problems[:50]:
+            err.print(f"  - {problem}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1)
     err.print(f"audit chain BROKEN at {where}: {report.reason} "
               f"({report.events} events verified before it)",
               highlight=False, markup=False, soft_wrap=True)
