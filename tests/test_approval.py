@@ -185,59 +185,57 @@ def race(store: AuditStore, draft_id: int,
     return results
 
 
-@pytest.mark.postgres
 @pytest.mark.parametrize("round_", range(5))
-def test_two_approvers_racing_leave_exactly_one_decision(pg_store: AuditStore,
+def test_two_approvers_racing_leave_exactly_one_decision(any_store: AuditStore,
                                                          round_: int) -> None:
-    draft_id = pending_draft(pg_store)
-    results = race(pg_store, draft_id, [
-        lambda: approve(store=pg_store, draft_id=draft_id, actor="U_ALICE",
+    """Real concurrent sessions: on PostgreSQL (row locks) and SQLite (write lock)."""
+    draft_id = pending_draft(any_store)
+    results = race(any_store, draft_id, [
+        lambda: approve(store=any_store, draft_id=draft_id, actor="U_ALICE",
                         approvers=APPROVERS, edited_markdown="alice's edit\n"),
-        lambda: approve(store=pg_store, draft_id=draft_id, actor="U_BOB",
+        lambda: approve(store=any_store, draft_id=draft_id, actor="U_BOB",
                         approvers=APPROVERS),
-        lambda: reject(store=pg_store, draft_id=draft_id, actor="U_BOB", reason="noise",
+        lambda: reject(store=any_store, draft_id=draft_id, actor="U_BOB", reason="noise",
                        approvers=APPROVERS),
     ])
-    assert pg_store.count_decisions(draft_id=draft_id) == 1
-    winner = pg_store.get_decision(draft_id=draft_id)
+    assert any_store.count_decisions(draft_id=draft_id) == 1
+    winner = any_store.get_decision(draft_id=draft_id)
     assert winner is not None
     decisions = [r for r in results if isinstance(r, Decision)]
     errors = [r for r in results if not isinstance(r, Decision)]
     # Everyone who got a decision back got the one that was stored.
     assert decisions and all(d == winner for d in decisions)
     assert all(isinstance(e, DraftNotPending) for e in errors), errors
-    status = pg_store.get_draft(draft_id=draft_id).status
+    status = any_store.get_draft(draft_id=draft_id).status
     assert status is (DraftStatus.REJECTED if winner.action is DecisionAction.REJECT
                       else DraftStatus.APPROVED)
-    verdicts = [t for t in event_types(pg_store, draft_id)
+    verdicts = [t for t in event_types(any_store, draft_id)
                 if t in {"draft.approved", "draft.rejected"}]
     assert len(verdicts) == 1
-    assert pg_store.verify().ok
+    assert any_store.verify().ok
 
 
-@pytest.mark.postgres
-def test_concurrent_writers_never_fork_the_chain(pg_store: AuditStore) -> None:
+def test_concurrent_writers_never_fork_the_chain(any_store: AuditStore) -> None:
     def burst(n: int) -> Callable[[], Decision]:
         def work() -> Decision:
             for i in range(10):
-                pg_store.record_received(source="slack", body=f"{n}-{i}".encode(), headers={})
+                any_store.record_received(source="slack", body=f"{n}-{i}".encode(), headers={})
             return Decision(draft_id=0, action=DecisionAction.APPROVE, actor="x")
         return work
 
-    results = race(pg_store, 0, [burst(n) for n in range(4)])
+    results = race(any_store, 0, [burst(n) for n in range(4)])
     assert all(isinstance(r, Decision) for r in results), results
-    report = pg_store.verify()
+    report = any_store.verify()
     assert report.ok and report.events == 40
 
 
-@pytest.mark.postgres
-def test_racing_identical_approvals_both_get_the_one_decision(pg_store: AuditStore) -> None:
-    draft_id = pending_draft(pg_store)
-    results = race(pg_store, draft_id, [
-        lambda: approve(store=pg_store, draft_id=draft_id, actor="U_ALICE",
+def test_racing_identical_approvals_both_get_the_one_decision(any_store: AuditStore) -> None:
+    draft_id = pending_draft(any_store)
+    results = race(any_store, draft_id, [
+        lambda: approve(store=any_store, draft_id=draft_id, actor="U_ALICE",
                         approvers=APPROVERS),
-        lambda: approve(store=pg_store, draft_id=draft_id, actor="U_BOB",
+        lambda: approve(store=any_store, draft_id=draft_id, actor="U_BOB",
                         approvers=APPROVERS),
     ])
-    stored = pg_store.get_decision(draft_id=draft_id)
+    stored = any_store.get_decision(draft_id=draft_id)
     assert results == [stored, stored], results

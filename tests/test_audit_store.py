@@ -144,3 +144,30 @@ def test_chain_references_bodies_by_digest_so_purging_keeps_it_valid(
     assert any_store.get_received(received_id=rid).body is None
     assert any_store.get_blob(sha256=blob) is None
     assert any_store.verify().ok
+
+
+def test_concurrent_writers_keep_one_linear_chain(any_store: AuditStore) -> None:
+    import threading
+
+    barrier = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def burst(n: int) -> None:
+        barrier.wait()
+        try:
+            for i in range(10):
+                any_store.record_received(source="slack", body=f"{n}-{i}".encode(), headers={},
+                                          idempotency_key=f"k{i % 5}-{n % 2}")
+                any_store.put_blob(content=f"log line {i}".encode())
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=burst, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    report = any_store.verify()
+    # 10 distinct idempotency keys -> 10 payloads; 10 distinct blobs.
+    assert report.ok and report.events == 20, report
