@@ -77,7 +77,9 @@ def answer_from_evidence(prompt: str) -> dict[str, Any]:
     runbooks = [b for b in blocks if b["kind"] == "runbook"]
     causes = []
     for rank, block in enumerate(new[:2]):
-        first_line = block["text"].strip().splitlines()[0] if block["text"].strip() else block["id"]
+        # Log sources put the template in the title and counts/examples in the text.
+        text_line = block["text"].strip().splitlines()[0] if block["text"].strip() else ""
+        first_line = block.get("title") or text_line or block["id"]
         quote = first_line[:60].strip()
         causes.append({
             "cause": f"New error pattern since the baseline: {first_line[:160]}",
