@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 from wsgiref.simple_server import WSGIServer
 
@@ -290,6 +291,25 @@ def record_draft(*, kind: DraftKind | str, status: DraftStatus | str) -> None:
     ).inc()
 
 
+def triage_path(*, model: str, chain: Sequence[str] | None) -> TriagePath:
+    """Which drafter wrote a draft: its ``model`` against the chain it was offered
+    (``Draft.params["chain"]``, primary first, ``evidence-only`` last)."""
+    if model == "evidence-only":
+        return "evidence_only"
+    if chain and model != chain[0]:
+        return "fallback"
+    return "model"
+
+
+def seconds_between(start: datetime, end: datetime) -> float:
+    """``end - start`` in seconds; naive datetimes are taken as UTC."""
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    return (end - start).total_seconds()
+
+
 def record_decision(*, kind: DraftKind | str, action: DecisionAction | str,
                     seconds: float) -> None:
     """A human decided on a draft ``seconds`` after it was created."""
@@ -392,6 +412,27 @@ REGISTRY.register(_PENDING)
 def watch_pending_drafts(source: PendingSource | None) -> None:
     """Report pending drafts from ``source`` (called at each scrape); None stops it."""
     _PENDING.source = source
+
+
+def pending_from_store(store: Any) -> PendingSource:
+    """A :data:`PendingSource` reading the audit store (``bot.audit.store.AuditStore``):
+    one grouped query per scrape, so every replica reports the shared truth."""
+    from sqlalchemy import func, select
+
+    from bot.audit.models import DraftRow
+
+    def read() -> list[PendingDrafts]:
+        now = store.now()
+        with store.read() as session:
+            rows = session.execute(
+                select(DraftRow.kind, func.count(), func.min(DraftRow.created_at))
+                .where(DraftRow.status == "pending").group_by(DraftRow.kind)
+            ).all()
+        return [PendingDrafts(kind=str(kind), count=int(count),
+                              oldest_age_s=max(seconds_between(oldest, now), 0.0))
+                for kind, count, oldest in rows if oldest is not None]
+
+    return read
 
 
 # -- exposure ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -239,3 +240,50 @@ def test_approval_latency_uses_seconds_between_creation_and_decision() -> None:
     metrics.record_decision(kind="postmortem", action="approve",
                             seconds=(decided - created).total_seconds())
     assert metrics.sample("hotwash_approval_seconds_sum", labels) == before + 420
+
+
+def test_triage_path_is_read_from_the_model_and_its_chain() -> None:
+    chain = ["primary-m", "secondary-m", "evidence-only"]
+    assert metrics.triage_path(model="primary-m", chain=chain) == "model"
+    assert metrics.triage_path(model="secondary-m", chain=chain) == "fallback"
+    assert metrics.triage_path(model="evidence-only", chain=chain) == "evidence_only"
+    assert metrics.triage_path(model="primary-m", chain=None) == "model"
+
+
+def test_pending_drafts_come_from_the_real_store(pending_source: None, tmp_path: Path) -> None:
+    from bot.audit.store import build_store
+    from bot.domain import Draft
+    from bot.settings import Settings
+
+    class Clock:
+        at = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+
+        def now(self) -> datetime:
+            return self.at
+
+    clock = Clock()
+    store = build_store(Settings(data_dir=tmp_path / "data"), clock=clock)
+    try:
+        def draft(minute: int, kind: DraftKind = DraftKind.TRIAGE) -> Draft:
+            return Draft(kind=kind, content={}, markdown="x", model="evidence-only",
+                         created_at=datetime(2026, 11, 28, 10, minute, tzinfo=UTC))
+
+        first = store.save_draft(draft=draft(0))
+        store.save_draft(draft=draft(5))
+        store.save_draft(draft=draft(7, DraftKind.POSTMORTEM))
+        clock.at = datetime(2026, 11, 28, 10, 20, tzinfo=UTC)
+        metrics.watch_pending_drafts(metrics.pending_from_store(store))
+        got = scraped()
+        assert ({"kind": "triage"}, 2.0) in got["hotwash_pending_drafts"]
+        assert ({"kind": "triage"}, 1200.0) in got["hotwash_oldest_pending_draft_age_seconds"]
+        assert ({"kind": "postmortem"}, 780.0) in got["hotwash_oldest_pending_draft_age_seconds"]
+
+        from bot.approval import Approvers, approve
+
+        approve(store=store, draft_id=first.id or 0, actor="U0LEAD",
+                approvers=Approvers(user_ids=frozenset({"U0LEAD"})))
+        got = scraped()
+        assert ({"kind": "triage"}, 1.0) in got["hotwash_pending_drafts"]
+        assert ({"kind": "triage"}, 900.0) in got["hotwash_oldest_pending_draft_age_seconds"]
+    finally:
+        store.close()

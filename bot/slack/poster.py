@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.settings import Settings
+from bot.slack.call_metrics import observe
 
 
 def build_web_client(settings: Settings, *, token: str | None = None,
@@ -25,7 +26,7 @@ def build_web_client(settings: Settings, *, token: str | None = None,
         token = settings.slack_bot_token.get_secret_value()
     client = WebClient(base_url=settings.slack_api_url, token=token, timeout=10)
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries))
-    return client
+    return observe(client)  # count Slack errors and 429s (bot.slack.call_metrics)
 
 
 class ChannelPacer:
