@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 256-token windows
-BATCH_SIZE = 16
+BATCH_SIZE = 8
 
 
 class EmbeddingError(Exception):

@@ -45,6 +45,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "storage": ("filesystem", "volume", "space"), "partition": ("filesystem",),
     "inode": ("file",), "inodes": ("file",),
     "full": ("space", "fill"), "filling": ("fill",), "fills": ("fill",),
+    "growing": ("fill",), "df": ("disk", "filesystem", "space"), "du": ("disk", "space"),
+    "enospc": ("disk", "filesystem", "space"),
     "oom": ("memory",), "oomkilled": ("memory", "oom", "kill"), "ram": ("memory",),
     "mem": ("memory",),
     "crashloop": ("crash", "loop"), "crashloopbackoff": ("crash", "loop", "back", "off"),
@@ -84,7 +86,10 @@ WEAK = frozenset(
 )
 # The mix (weights and threshold) is set on benchmarks/retrieval_queries.yaml, our own set.
 W_NAME, W_DENSE, W_LEXICAL = 0.40, 0.40, 0.20
-ABSTAIN_BELOW = 0.30
+EVIDENCE_MIDPOINT = 0.75  # mix + cosine where a match is a coin flip
+CONFIDENCE_SLOPE = 6.0
+ABSTAIN_BELOW = 0.5
+EXACT_BONUS = 0.25
 
 
 def stem(word: str) -> str:
@@ -152,7 +157,8 @@ class _Runbook:
     id: str
     title: str
     names: tuple[str, ...]
-    name_tokens: frozenset[str]
+    name_tokens: tuple[frozenset[str], ...]  # one set per name
+    aliases: frozenset[str]  # declared names, as normalised words
     chunk_rows: list[int]
     overview_row: int | None
     thin: bool  # almost no text of its own (a page that only links elsewhere)
@@ -176,10 +182,12 @@ class HybridRunbookIndex:
             rows = by_id[runbook_id]
             first = self._chunks[rows[0]]
             names = first.names or (runbook_id.rsplit("/", 1)[-1],)
-            name_tokens = frozenset(t for n in names for t in tokens(n))
+            name_tokens = tuple(dict.fromkeys(
+                frozenset(tokens(n)) for n in names if tokens(n)))
             overview = next((r for r in rows if self._chunks[r].kind == "overview"), None)
             self._runbooks.append(_Runbook(
                 id=runbook_id, title=first.title, names=names, name_tokens=name_tokens,
+                aliases=frozenset(humanize_name(a) for a in first.aliases),
                 chunk_rows=rows, overview_row=overview,
                 thin=first.body_chars < 200, links=first.links,
             ))
@@ -190,7 +198,7 @@ class HybridRunbookIndex:
         n = max(len(self._runbooks), 1)
         df: dict[str, int] = defaultdict(int)
         for rb in self._runbooks:
-            for t in rb.name_tokens:
+            for t in frozenset().union(*rb.name_tokens):
                 df[t] += 1
         self._name_idf = {t: math.log(1 + n / c) for t, c in df.items()}
         self._bm25 = self._build_bm25()
@@ -230,9 +238,14 @@ class HybridRunbookIndex:
         if not (q.text or q.labels):
             return []
         name_scores = self._name_scores(q)
-        dense_rb, best_row = self._dense_scores(q)
+        dense_rb, best_row, cosine = self._dense_scores(q)
         lexical = self._lexical_scores(q)
         mixed = W_NAME * name_scores + W_DENSE * dense_rb + W_LEXICAL * lexical
+        if q.name:
+            # The runbook's author named this very alert: the strongest evidence there is.
+            exact = humanize_name(q.name)
+            mixed += np.array([EXACT_BONUS if exact in rb.aliases else 0.0
+                               for rb in self._runbooks])
         # A page that only links elsewhere is scored as its target where that is better.
         for rb in self._runbooks:
             if rb.thin:
@@ -241,42 +254,62 @@ class HybridRunbookIndex:
                     if j is not None:
                         i = self._position[rb.id]
                         mixed[i] = max(mixed[i], mixed[j] - 0.02)
+                        cosine[i] = max(cosine[i], cosine[j])
+        # Calibration: the rank mix alone is relative (BM25 is normalised per query), so the
+        # absolute cosine of the best chunk joins it; off-topic questions stay low on both.
+        evidence = mixed + cosine
+        confidence = 1.0 / (1.0 + np.exp(-CONFIDENCE_SLOPE * (evidence - EVIDENCE_MIDPOINT)))
         order = np.argsort(-mixed, kind="stable")
-        return [(float(np.clip(mixed[i], 0.0, 1.0)), self._runbooks[i], int(best_row[i]))
-                for i in order]
+        out: list[tuple[float, _Runbook, int]] = []
+        ceiling = 1.0
+        for i in order:
+            ceiling = min(ceiling, float(confidence[i]))  # scores never rise down the list
+            out.append((ceiling, self._runbooks[i], int(best_row[i])))
+        return out
 
     def _name_scores(self, q: Query) -> NDArray[np.float64]:
         scores = np.zeros(len(self._runbooks))
         if q.name:
             query_tokens = set(tokens(q.name, expand=True))
-            own = set(tokens(q.name))
+            own = {t: {t, *(stem(x) for x in SYNONYMS.get(w, ()))}
+                   for w in words(q.name) for t in tokens(w)}
         else:
             query_tokens = set(tokens(q.text, expand=True))
-            own = set()
+            own = {}
         if not query_tokens:
             return scores
+        qw = {t: self._weight(t) for t in own}
+        q_total = sum(qw.values())
         for i, rb in enumerate(self._runbooks):
-            weights = {t: self._name_idf.get(t, 0.0) * (0.3 if t in WEAK else 1.0)
-                       for t in rb.name_tokens}
-            total = sum(weights.values())
-            if total <= 0:
-                continue
-            covered = sum(w for t, w in weights.items() if t in query_tokens) / total
-            if q.name and own:
-                # Both ways for an alert name: the runbook's words found in the alert's,
-                # and the alert's own words found in the runbook's.
-                qw = {t: self._name_idf.get(t, 1.0) * (0.3 if t in WEAK else 1.0) for t in own}
-                back = sum(w for t, w in qw.items() if t in rb.name_tokens) / sum(qw.values())
-                scores[i] = math.sqrt(covered * back) if covered and back else 0.0
-            else:
-                scores[i] = covered * 0.8
+            best = 0.0
+            for name in rb.name_tokens:
+                weights = {t: self._weight(t) for t in name}
+                total = sum(weights.values())
+                if total <= 0:
+                    continue
+                covered = sum(w for t, w in weights.items() if t in query_tokens) / total
+                if q.name and q_total > 0:
+                    # Both ways for an alert name: the runbook's words found in the
+                    # alert's, and the alert's own words found in the runbook name.
+                    back = sum(w for t, w in qw.items() if own[t] & name) / q_total
+                    score = math.sqrt(covered * back)
+                else:
+                    score = covered * 0.8
+                best = max(best, score)
+            scores[i] = best
         return scores
 
-    def _dense_scores(self, q: Query) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    def _weight(self, token: str) -> float:
+        return self._name_idf.get(token, 1.0) * (0.3 if token in WEAK else 1.0)
+
+    def _dense_scores(
+        self, q: Query
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
+        """(stretched score, best chunk row, raw best cosine) per runbook."""
         n = len(self._runbooks)
         best_row = np.array([rb.chunk_rows[0] for rb in self._runbooks], dtype=np.int64)
         if not q.text or len(self._vectors) == 0:
-            return np.zeros(n), best_row
+            return np.zeros(n), best_row, np.zeros(n)
         vector = self._embedder.embed([q.text])[0]
         sims = self._vectors @ vector
         best = np.full(n, -1.0)
@@ -290,9 +323,10 @@ class HybridRunbookIndex:
                 best[i] = sim
                 best_row[i] = row
         best = np.where(best < 0, overview, best)
-        combined = 0.5 * np.maximum(best, overview) + 0.5 * overview
+        raw = np.maximum(best, overview)
+        combined = 0.5 * raw + 0.5 * overview
         # MiniLM cosines of related ops texts sit in 0.2..0.8: stretch to 0..1.
-        return np.clip((combined - 0.15) / 0.55, 0.0, 1.0), best_row
+        return np.clip((combined - 0.15) / 0.55, 0.0, 1.0), best_row, raw
 
     def _lexical_scores(self, q: Query) -> NDArray[np.float64]:
         n = len(self._runbooks)

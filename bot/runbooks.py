@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 SECTION_CHARS = 900  # ~220 tokens: a section chunk stays inside the model's 256-token window
-OVERVIEW_CHARS = 600
+OVERVIEW_CHARS = SECTION_CHARS
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
 _HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
@@ -61,6 +61,7 @@ class Runbook:
     title: str
     content_hash: str
     names: tuple[str, ...]  # file stem, title, alerts from front matter, top heading
+    aliases: tuple[str, ...] = ()  # the names its author gave it: stem, title, alerts
     tags: tuple[str, ...] = ()
     services: tuple[str, ...] = ()
     links: tuple[str, ...] = ()  # ids of runbooks this one points to
@@ -166,14 +167,22 @@ def parse_runbook(*, runbook_id: str, data: bytes) -> Runbook:
         overview.append("services: " + ", ".join(services))
     if meta.get("summary") or meta.get("description"):
         overview.append(str(meta.get("summary") or meta.get("description")))
-    overview.append(_clean(body_text)[:OVERVIEW_CHARS])
-    chunks.append(RunbookChunk(id=f"{runbook_id}#0", runbook_id=runbook_id, section="Overview",
+    pieces = list(_pieces(sections, heading))
+    # The opening section (usually "Meaning") is folded into the overview chunk rather than
+    # embedded twice: it is what says what the runbook is about.
+    first_section = "Overview"
+    if pieces:
+        first_section, opening = pieces.pop(0)
+        overview.append(_clean(opening)[:OVERVIEW_CHARS])
+    chunks.append(RunbookChunk(id=f"{runbook_id}#0", runbook_id=runbook_id,
+                               section=first_section,
                                text="\n".join(o for o in overview if o), kind="overview"))
-    for section, piece in _pieces(sections, heading):
+    for section, piece in pieces:
         chunks.append(RunbookChunk(id=f"{runbook_id}#{len(chunks)}", runbook_id=runbook_id,
                                    section=section, text=piece))
     return Runbook(
         id=runbook_id, title=title, content_hash=content_hash(data), names=names, tags=tags,
+        aliases=tuple(dict.fromkeys(n for n in (stem, title, *alerts) if n)),
         services=services, links=tuple(lnk for lnk in links if lnk and lnk != runbook_id),
         chunks=tuple(chunks), body_chars=len(_clean(body_text)),
     )

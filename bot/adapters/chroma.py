@@ -33,6 +33,7 @@ class StoredChunk:
     kind: str
     text: str
     names: tuple[str, ...]
+    aliases: tuple[str, ...]
     links: tuple[str, ...]
     body_chars: int
 
@@ -87,7 +88,8 @@ class ChromaRunbookStore:
                 metadatas.append({
                     "runbook_id": rb.id, "title": rb.title, "section": c.section,
                     "kind": c.kind, "hash": rb.content_hash,
-                    "names": "|".join(rb.names), "links": "|".join(rb.links),
+                    "names": "|".join(rb.names), "aliases": "|".join(rb.aliases),
+                    "links": "|".join(rb.links),
                     "body_chars": rb.body_chars,
                 })
         if ids:
@@ -108,6 +110,7 @@ class ChromaRunbookStore:
                 id=str(chunk_id), runbook_id=str(meta["runbook_id"]), title=str(meta["title"]),
                 section=str(meta["section"]), kind=str(meta["kind"]), text=str(doc or ""),
                 names=tuple(n for n in str(meta.get("names", "")).split("|") if n),
+                aliases=tuple(n for n in str(meta.get("aliases", "")).split("|") if n),
                 links=tuple(n for n in str(meta.get("links", "")).split("|") if n),
                 body_chars=int(meta.get("body_chars", 0) or 0),
             ))

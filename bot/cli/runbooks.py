@@ -166,12 +166,14 @@ def _query_of(payload: str) -> Alert | str:
     stripped = payload.strip()
     if not stripped:
         raise ValueError("empty payload")
-    if stripped.startswith('"'):
+    if stripped[0] in '{["':
         try:
             decoded = json.loads(stripped)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
+            if stripped[0] != '"':
+                raise ValueError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
             decoded = None
-        if isinstance(decoded, str):
+        if isinstance(decoded, str):  # a JSON-encoded message line
             return decoded
     try:
         alerts = parse_payload(stripped)

@@ -1,0 +1,298 @@
+"""Hybrid runbook retrieval and the `hotwash runbooks` commands, on a small corpus written here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.domain import Alert, AlertSource
+from bot.retrieval import HybridRunbookIndex, Query, build_runbook_index, sync_and_open
+from bot.settings import Settings
+
+runner = CliRunner()
+
+CORPUS = {
+    "kubernetes/KubePodCrashLooping.md": """---
+title: Kube Pod Crash Looping
+---
+# KubePodCrashLooping
+
+## Meaning
+
+A container in the pod keeps dying and the kubelet restarts it with back-off.
+
+## Diagnosis
+
+Read the logs of the previous container and the pod events; look for failing probes.
+
+## Mitigation
+
+Fix the configuration or roll back the release.
+""",
+    "node/NodeFilesystemAlmostOutOfSpace.md": """---
+title: Node Filesystem Almost Out Of Space
+---
+# NodeFilesystemAlmostOutOfSpace
+
+## Meaning
+
+A filesystem on the machine has less than 5% space left.
+
+## Diagnosis
+
+Find the biggest directories and files; check log rotation.
+
+## Mitigation
+
+Remove old files or grow the volume.
+""",
+    "kubernetes/KubeletClientCertificateExpiration.md": """---
+title: Kubelet Client Certificate Expiration
+---
+# KubeletClientCertificateExpiration
+
+## Meaning
+
+The client certificate the kubelet uses will expire soon or has expired.
+
+## Mitigation
+
+Approve pending certificate signing requests and check rotation.
+""",
+    "etcd/etcdNoLeader.md": """---
+title: etcd No Leader
+---
+# etcdNoLeader
+
+## Meaning
+
+The etcd cluster has no elected leader; writes cannot be committed.
+
+## Diagnosis
+
+Check network partitions between members and member health.
+""",
+    "app/db-connection-pool-exhaustion.md": """---
+title: Database connection pool exhaustion
+alerts: [CheckoutHighErrorRate]
+services: [checkout]
+---
+# Database connection pool exhaustion
+
+## Meaning
+
+Requests wait for a database connection and time out; callers see HTTP 500 and 503.
+
+## Mitigation
+
+Roll back the deploy or raise the pool size when the database has headroom.
+""",
+}
+
+AM_BODY = {
+    "version": "4", "status": "firing", "receiver": "hotwash",
+    "groupLabels": {"alertname": "HostOutOfDiskSpace"},
+    "commonLabels": {"alertname": "HostOutOfDiskSpace", "instance": "db-2:9100",
+                     "severity": "warning", "job": "node"},
+    "commonAnnotations": {"summary": "Host out of disk space (< 10% left)"},
+    "externalURL": "http://alertmanager:9093", "groupKey": "{}:{alertname=\"x\"}",
+    "alerts": [
+        {"status": "firing", "labels": {"alertname": "HostOutOfDiskSpace", "mountpoint": "/"},
+         "annotations": {}, "startsAt": "2026-11-28T10:00:00Z", "endsAt": "",
+         "fingerprint": "a1"},
+        {"status": "firing", "labels": {"alertname": "HostOutOfDiskSpace", "mountpoint": "/var"},
+         "annotations": {}, "startsAt": "2026-11-28T10:00:00Z", "endsAt": "",
+         "fingerprint": "a2"},
+    ],
+}
+SLACK_EVENT = {"type": "message", "channel": "C1", "user": "U1", "ts": "1795874800.000100",
+               "text": "pods in payments keep restarting, status says CrashLoopBackOff"}
+SLACK_CALLBACK = {"type": "event_callback", "team_id": "T1", "event_id": "Ev1",
+                  "event": {**SLACK_EVENT, "text": "etcd lost its leader again, "
+                                                   "apiserver writes are failing"}}
+OFF_TOPIC = "can someone review my pull request for the new billing page?"
+
+
+def write_corpus(root: Path) -> Path:
+    for rel, text in CORPUS.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "runbooks")
+
+
+@pytest.fixture(scope="module")
+def index(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> HybridRunbookIndex:
+    data = tmp_path_factory.mktemp("data")
+    built, stats = sync_and_open(settings=Settings(data_dir=data), runbooks_dir=corpus_dir)
+    assert stats.embedded == len(CORPUS)
+    return built
+
+
+def alert(name: str, summary: str = "", **labels: str) -> Alert:
+    return Alert(name=name, source=AlertSource.ALERTMANAGER, summary=summary,
+                 labels={"alertname": name, **labels}, fingerprint=name)
+
+
+def test_exact_alert_name_ranks_its_runbook_first_with_a_high_score(
+    index: HybridRunbookIndex,
+) -> None:
+    matches = index.match(alert("KubePodCrashLooping", "Pod shop/api is crash looping"))
+    assert matches[0].id == "kubernetes/KubePodCrashLooping"
+    assert matches[0].title == "Kube Pod Crash Looping"
+    assert matches[0].score > 0.8
+
+
+def test_another_organisations_alert_name_finds_the_same_runbook(
+    index: HybridRunbookIndex,
+) -> None:
+    matches = index.match(alert("HostOutOfDiskSpace", "Disk is almost full (< 10% left)"))
+    assert matches[0].id == "node/NodeFilesystemAlmostOutOfSpace"
+    matches = index.match(alert("KubeletCertExpiringSoon", "kubelet cert expires in 2 days"))
+    assert matches[0].id == "kubernetes/KubeletClientCertificateExpiration"
+
+
+def test_alert_declared_in_front_matter_matches_its_runbook(index: HybridRunbookIndex) -> None:
+    matches = index.match(alert("CheckoutHighErrorRate", "checkout returns HTTP 5xx",
+                                service="checkout", namespace="shop"))
+    assert matches[0].id == "app/db-connection-pool-exhaustion"
+
+
+def test_symptom_message_without_an_alert_name(index: HybridRunbookIndex) -> None:
+    matches = index.match("pods keep restarting over and over after the release")
+    assert matches and matches[0].id == "kubernetes/KubePodCrashLooping"
+    assert matches[0].section in matches[0].sections
+
+
+def test_abstains_when_no_runbook_applies(index: HybridRunbookIndex) -> None:
+    assert index.match(OFF_TOPIC) == []
+    assert index.match("the marketing newsletter has a typo in the footer") == []
+    assert index.match("   ") == []
+
+
+def test_scores_are_calibrated_and_ranked(index: HybridRunbookIndex) -> None:
+    matches = index.match("filesystem nearly full on the node, disk space low", limit=5)
+    assert matches and matches[0].id == "node/NodeFilesystemAlmostOutOfSpace"
+    scores = [m.score for m in matches]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert scores == sorted(scores, reverse=True)
+    assert len(matches) <= 5
+
+
+def test_query_uses_alert_words_labels_and_annotations() -> None:
+    query = Query.of(Alert(
+        name="KubeJobNotCompleted", labels={"job": "kube-state-metrics", "namespace": "batch"},
+        annotations={"message": "Job batch/export is taking long"},
+        summary="Job did not complete", fingerprint="f",
+    ))
+    assert query.name == "KubeJobNotCompleted"
+    assert query.text.startswith("kube job not completed")
+    assert "Job batch/export is taking long" in query.text
+    assert "kube-state-metrics" in query.labels and "batch" in query.labels
+
+
+def test_build_runbook_index_indexes_the_configured_directory(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "runbooks")
+    built = build_runbook_index(Settings(data_dir=tmp_path / "data", runbooks_dir=corpus))
+    assert built.size == len(CORPUS)
+    assert built.match("etcd has no leader")[0].id == "etcd/etcdNoLeader"
+
+
+# --- CLI --------------------------------------------------------------------------------
+
+
+def _invoke(args: list[str], tmp_path: Path, stdin: str | None = None) -> tuple[int, str, str]:
+    from bot.cli import app
+
+    env = {"HOTWASH_DATA_DIR": str(tmp_path / "data")}
+    result = runner.invoke(app, args, input=stdin, env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_index_is_incremental_and_reports_bad_files(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "runbooks")
+    (corpus / "broken.md").write_text("---\ntitle: [oops\n---\n# Broken\n")
+    code, out, err = _invoke(["runbooks", "index", str(corpus), "--json"], tmp_path)
+    assert code == 0, err
+    stats = json.loads(out)
+    assert stats["embedded"] == len(CORPUS)
+    assert [Path(p["path"]).name for p in stats["problems"]] == ["broken.md"]
+    assert "broken.md" in err and "malformed front matter" in err
+
+    code, out, _ = _invoke(["runbooks", "index", str(corpus)], tmp_path)
+    assert code == 0
+    assert f"0 embedded (0 chunks), {len(CORPUS)} unchanged" in " ".join(out.split())
+
+
+def test_cli_index_missing_directory_fails_clearly(tmp_path: Path) -> None:
+    code, _, err = _invoke(["runbooks", "index", str(tmp_path / "nope")], tmp_path)
+    assert code == 2
+    assert "runbooks directory not found" in err
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (json.dumps(AM_BODY), "node/NodeFilesystemAlmostOutOfSpace"),
+        (json.dumps(SLACK_EVENT), "kubernetes/KubePodCrashLooping"),
+        (json.dumps(SLACK_CALLBACK), "etcd/etcdNoLeader"),
+        ("kubelet client certificate expires tomorrow",
+         "kubernetes/KubeletClientCertificateExpiration"),
+    ],
+    ids=["alertmanager-v4", "slack-bare-event", "slack-event-callback", "plain-text"],
+)
+def test_cli_match_reads_every_payload_form(payload: str, expected: str, tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "runbooks")
+    code, out, err = _invoke(["runbooks", "match", "--runbooks", str(corpus)], tmp_path, payload)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["matches"][0]["id"] == expected
+    assert set(result["matches"][0]) == {"id", "score", "title", "section"}
+
+
+def test_cli_match_jsonl_one_result_per_line_and_abstains(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "runbooks")
+    lines = [json.dumps(AM_BODY), json.dumps(OFF_TOPIC), "{not json", json.dumps(SLACK_EVENT),
+             "", json.dumps({"unrelated": True})]
+    code, out, err = _invoke(["runbooks", "match", "--jsonl", "--runbooks", str(corpus),
+                              "--index-dir", str(tmp_path / "idx")], tmp_path, "\n".join(lines))
+    assert code == 0, err
+    results = [json.loads(line) for line in out.splitlines()]
+    assert len(results) == 5  # the blank line is skipped
+    assert results[0]["matches"][0]["id"] == "node/NodeFilesystemAlmostOutOfSpace"
+    assert results[1] == {"matches": []}
+    assert results[2]["matches"] == [] and "error" in results[2]
+    assert results[3]["matches"][0]["id"] == "kubernetes/KubePodCrashLooping"
+    assert results[4]["matches"] == [] and "unrecognised payload" in results[4]["error"]
+    assert (tmp_path / "idx").is_dir()
+
+
+def test_cli_match_indexes_a_changed_corpus_on_the_fly(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "runbooks")
+    args = ["runbooks", "match", "--runbooks", str(corpus)]
+    code, out, _ = _invoke(args, tmp_path, "redis memory fragmentation ratio too high")
+    assert json.loads(out) == {"matches": []}
+    (corpus / "redis-memory.md").write_text(
+        "# Redis memory fragmentation\n\n## Meaning\n\nRedis uses far more RSS than its dataset;"
+        " the memory fragmentation ratio is high.\n")
+    code, out, _ = _invoke(args, tmp_path, "redis memory fragmentation ratio too high")
+    assert json.loads(out)["matches"][0]["id"] == "redis-memory"
+
+
+def test_cli_search_prints_a_readable_list(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "runbooks")
+    code, out, _ = _invoke(["runbooks", "search", "etcd has no leader", "--runbooks",
+                            str(corpus)], tmp_path)
+    assert code == 0
+    assert "1. etcd No Leader" in out and "etcd/etcdNoLeader" in out and "section:" in out
+    code, out, _ = _invoke(["runbooks", "search", OFF_TOPIC, "--runbooks", str(corpus)],
+                           tmp_path)
+    assert code == 0 and "No runbook covers this" in out
