@@ -72,3 +72,16 @@ def test_out_of_date_sqlite_is_refused_without_auto_migrate(tmp_path: Path) -> N
         build_store(settings)
     assert "empty database" in str(caught.value)
     assert "run `hotwash db upgrade`" in str(caught.value)
+
+
+def test_schema_newer_than_the_code_is_refused_not_migrated(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'hotwash.db'}"
+    engine = schema.make_engine(url)
+    schema.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(schema.SchemaOutOfDate, match="9999, which this code does not know"):
+        build_store(load_settings(data_dir=tmp_path))

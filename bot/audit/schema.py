@@ -81,6 +81,12 @@ def ensure_schema(engine: Engine, *, auto_migrate: bool) -> None:
     current, head = current_revision(engine), head_revision()
     if current == head:
         return
+    known = {rev.revision for rev in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
+    if current is not None and current not in known:
+        raise SchemaOutOfDate(
+            f"database schema is at {current}, which this code does not know (newer "
+            f"Hotwash?); this code needs {head}: upgrade Hotwash or use another database"
+        )
     if auto_migrate:
         upgrade(engine)
         return
