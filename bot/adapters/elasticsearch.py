@@ -140,7 +140,7 @@ class ElasticsearchLogSource:
     def base_filters(self, alert: Alert) -> list[dict[str, Any]]:
         """terms filters from the alert labels via the label-to-field map."""
         filters = label_filters(alert, label_fields=self.settings.es_label_fields)
-        return [{"terms": {field: values}} for field, values in sorted(filters.items())]
+        return [{"terms": {field: sorted(values)}} for field, values in sorted(filters.items())]
 
     def _range(self, start: datetime, end: datetime) -> dict[str, Any]:
         return {"range": {self.fields["timestamp"]: {
