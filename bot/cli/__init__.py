@@ -11,6 +11,7 @@ from bot.cli import (
     demo,
     drafts,
     evidence,
+    jobs,
     postmortem,
     runbooks,
     serve,
@@ -23,7 +24,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for module in (config, db, drafts, audit, runbooks, evidence, triage, serve, postmortem, demo):
+for module in (config, db, drafts, audit, runbooks, evidence, triage, serve, postmortem, jobs,
+               demo):
     module.register(app)
 
 
