@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 
+from bot import metrics
 from bot.audit.chain import append_event, sha256_hex
 from bot.audit.models import DecisionRow, DraftRow
 from bot.audit.store import AuditStore, decision_from_row
@@ -151,4 +152,10 @@ def _decide(*, store: AuditStore, draft_id: int, actor: str, approvers: Approver
                      at=now, payload={"draft_id": draft_id, "decision_id": row.id,
                                       "action": action.value, "actor": actor, "via": via,
                                       "reason": reason})
-        return decision_from_row(row)
+        decision = decision_from_row(row)
+        kind, created_at = draft.kind, draft.created_at
+    # Counted once the transaction committed: a decision that rolled back never happened.
+    metrics.record_decision(kind=kind, action=action.value,
+                            seconds=metrics.seconds_between(created_at, now))
+    metrics.record_draft(kind=kind, status=target.value)
+    return decision

@@ -16,6 +16,7 @@ import json
 import logging
 from collections.abc import Callable
 
+from bot import telemetry
 from bot.domain import (
     Alert,
     Evidence,
@@ -75,7 +76,10 @@ def gather(*, alert: Alert, logs: LogSource, runbooks: RunbookIndex, redactor: R
 
     source_name = getattr(logs, "name", "logs")
     try:
-        part = logs.collect(alert)
+        with telemetry.stage("logs") as logs_stage:
+            part = logs.collect(alert)
+            if part.gaps:
+                logs_stage.fail(f"{len(part.gaps)} gap(s)")
     except Exception as exc:  # the port promises gaps, but an adapter bug must not cost the draft
         log.warning("log source %s failed: %s", source_name, exc)
         gaps.append(EvidenceGap(source=str(source_name), error=_describe(exc)))
@@ -93,7 +97,8 @@ def gather(*, alert: Alert, logs: LogSource, runbooks: RunbookIndex, redactor: R
 
     matches: list[RunbookMatch] = []
     try:
-        matches = list(runbooks.match(alert, limit=runbook_limit))
+        with telemetry.stage("retrieval"):
+            matches = list(runbooks.match(alert, limit=runbook_limit))
     except Exception as exc:
         log.warning("runbook index failed: %s", exc)
         gaps.append(EvidenceGap(source="runbooks", error=_describe(exc),

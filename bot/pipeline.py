@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot import metrics
+from bot import metrics, telemetry
 from bot.context import evidence_hash, fit_budget, gather
 from bot.domain import Alert, Draft, DraftKind, Evidence, Incident
 from bot.drafting import (
@@ -131,7 +131,7 @@ def ask_model(*, model: ChatModel, prompt: TriagePrompt, settings: Settings,
     request = ChatRequest(messages=messages, json_schema=triage_json_schema(),
                           schema_name="triage_draft", max_tokens=settings.llm_max_tokens,
                           temperature=settings.llm_temperature, seed=settings.llm_seed)
-    response = _call(model, request, settings, usage)
+    response = _call(model, request, settings, usage, prompt)
     try:
         return parse_triage(response.text)
     except OutputError as first:
@@ -142,7 +142,7 @@ def ask_model(*, model: ChatModel, prompt: TriagePrompt, settings: Settings,
             ChatMessage(role="assistant", content=response.text[:4000]),
             ChatMessage(role="user", content=repair.text),
         )})
-        second = _call(model, retry, settings, usage)
+        second = _call(model, retry, settings, usage, prompt)
         try:
             return parse_triage(second.text)
         except OutputError as exc:
@@ -150,14 +150,25 @@ def ask_model(*, model: ChatModel, prompt: TriagePrompt, settings: Settings,
 
 
 def _call(model: ChatModel, request: ChatRequest, settings: Settings,
-          usage: _Usage) -> Any:
+          usage: _Usage, prompt: TriagePrompt | None = None) -> Any:
     started = time.perf_counter()
+    prompt_hash = prompt.hash if prompt is not None else None
     try:
-        response = model.complete(request)
+        with telemetry.stage("model", model=model.name):
+            response = model.complete(request)
     except ModelError as exc:
         metrics.record_model_call(model=model.name, seconds=time.perf_counter() - started,
                                   error=_error_kind(exc))
+        telemetry.log_model_call(model=model.name, model_version=None, prompt_hash=prompt_hash,
+                                 latency_ms=(time.perf_counter() - started) * 1000,
+                                 error=_error_kind(exc))
         raise
+    telemetry.log_model_call(model=model.name, model_version=response.model,
+                             prompt_hash=prompt_hash,
+                             prompt_template=prompt.template if prompt is not None else None,
+                             prompt_tokens=response.prompt_tokens,
+                             completion_tokens=response.completion_tokens,
+                             latency_ms=response.latency_ms)
     cost = usage.add(model.name, response.prompt_tokens, response.completion_tokens,
                      response.latency_ms, settings.llm_prices)
     usage.calls.append({"model": model.name, "prompt_tokens": response.prompt_tokens,
@@ -181,10 +192,11 @@ def triage(*, alert: Alert, services: Services, incident: Incident | None = None
     notes: list[str] = []
     redactor = Redactor(extra_patterns=settings.redaction_patterns)
 
-    t0 = time.perf_counter()
-    full = gather(alert=alert, logs=services.logs, runbooks=services.runbooks, redactor=redactor)
-    metrics.record_stage(stage="evidence", seconds=time.perf_counter() - t0,
-                         ok=not full.gaps)
+    with telemetry.stage("evidence") as evidence_stage:
+        full = gather(alert=alert, logs=services.logs, runbooks=services.runbooks,
+                      redactor=redactor)
+        if full.gaps:
+            evidence_stage.fail(f"{len(full.gaps)} evidence gap(s)")
     metrics.record_redactions(where="evidence", count=full.redactions)
     evidence = fit_budget(full, budget_tokens=settings.llm_context_tokens)
     omitted = int(evidence.stats.get("omitted_for_budget", 0))
@@ -192,9 +204,8 @@ def triage(*, alert: Alert, services: Services, incident: Incident | None = None
         notes.append(f"{omitted} lower-priority evidence item(s) were left out to fit the "
                      f"{settings.llm_context_tokens}-token context budget.")
 
-    t0 = time.perf_counter()
-    prompt = build_prompt(evidence)
-    metrics.record_stage(stage="prompt", seconds=time.perf_counter() - t0)
+    with telemetry.stage("prompt"):
+        prompt = build_prompt(evidence)
     params = decoding_params(settings)
     evidence_sha = evidence_hash(evidence)
 
@@ -205,7 +216,6 @@ def triage(*, alert: Alert, services: Services, incident: Incident | None = None
                         prompt_sha=prompt.hash, model=models[0].name, params=params)
         cached = _cached(services, key)
         if cached is not None:
-            metrics.record_triage(seconds=time.perf_counter() - started, path="cached")
             return cached
     quota = services.quota
     if models and quota is not None and quota.exhausted(channel=channel):
@@ -241,9 +251,8 @@ def triage(*, alert: Alert, services: Services, incident: Incident | None = None
             notes.append("No model is configured; this draft was written from the evidence "
                          "alone.")
 
-    t0 = time.perf_counter()
-    report = ground(output, evidence, redactor=redactor)
-    metrics.record_stage(stage="grounding", seconds=time.perf_counter() - t0)
+    with telemetry.stage("grounding"):
+        report = ground(output, evidence, redactor=redactor)
     if report.secrets_redacted:
         metrics.record_safety_hit(rule="secret_in_output", count=report.secrets_redacted)
     if report.invalid_ids:
@@ -288,11 +297,9 @@ def triage(*, alert: Alert, services: Services, incident: Incident | None = None
         notes=tuple(notes),
         channel=alert.channel,
     )
-    stored = _store(services, draft)
-    path: metrics.TriagePath = ("model" if used is not None and used is models[0]
-                                else "fallback" if used is not None else "evidence_only")
-    metrics.record_triage(seconds=time.perf_counter() - started, path=path)
-    return stored
+    # End-to-end latency (alert received -> draft posted) is recorded where the draft is
+    # posted (bot.intake), so it is counted once and includes the Slack post.
+    return _store(services, draft)
 
 
 def _cached(services: Services, key: str) -> Draft | None:
