@@ -217,11 +217,18 @@ class Intake:
                 return None
             posted_ts = None
             if channel is not None and self.poster is not None:
-                posted_ts = self.show_draft(draft, channel=channel, ts=working_ts,
-                                            thread_ts=thread_ts)
-            metrics.record_triage(seconds=time.perf_counter() - started,
-                                  path="evidence_only" if draft.model == "evidence-only"
-                                  else "model")
+                with telemetry.stage("post") as post_stage:
+                    posted_ts = self.show_draft(draft, channel=channel, ts=working_ts,
+                                                thread_ts=thread_ts)
+                    if posted_ts is None:
+                        post_stage.fail("draft not posted")
+            # Alert received (the outermost correlated block, e.g. the webhook) -> posted.
+            path = metrics.triage_path(model=draft.model, chain=draft.params.get("chain"))
+            metrics.record_triage(seconds=max(telemetry.elapsed(),
+                                              time.perf_counter() - started), path=path)
+            log.info("triage draft ready", extra={
+                "draft_id": draft.id, "incident_id": incident.id, "path": path,
+                "posted": posted_ts is not None})
             return Triaged(draft=draft, channel=channel if posted_ts else None, ts=posted_ts)
 
     def show_draft(self, draft: Draft, *, channel: str, ts: str | None,
