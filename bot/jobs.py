@@ -172,12 +172,19 @@ JOBS: Mapping[str, JobSpec] = {
 
 
 def reindex_runbooks(*, run: JobRun) -> str:
-    """Incremental re-index: only runbooks whose bytes changed are re-embedded."""
-    from bot.runbooks import index_runbooks
+    """Incremental re-index: only runbooks whose bytes changed are re-embedded. When
+    something changed, the running process's runbook index is swapped for the fresh one."""
+    from bot.retrieval import sync_and_open
 
-    stats = index_runbooks(run.context.settings)
+    index, stats = sync_and_open(settings=run.context.settings)
+    swapped = False
+    if run.context.services is not None and (stats.embedded or stats.removed):
+        # One attribute assignment: a triage in flight keeps the index it already holds.
+        run.context.services.runbooks = index
+        swapped = True
     return (f"runbooks: {stats.embedded} re-embedded, {stats.unchanged} unchanged, "
-            f"{stats.removed} removed, {len(stats.problems)} problem(s)")
+            f"{stats.removed} removed, {len(stats.problems)} problem(s)"
+            + ("; index reloaded" if swapped else ""))
 
 
 def purge_expired(*, run: JobRun) -> str:
@@ -566,6 +573,16 @@ def start_scheduler(*, scheduler: BackgroundScheduler, context: JobContext) -> N
     scheduler.start(paused=True)
     sync_jobs(scheduler=scheduler, context=context)
     scheduler.resume()
+
+
+def run_jobs(*, services: Services, slack: SlackPoster | None,
+             owner: str | None = None) -> BackgroundScheduler:
+    """Build and start the scheduler for a bot process (call :func:`stop_scheduler` at
+    exit). Every replica may call this: each slot still runs once."""
+    context = JobContext(settings=services.settings, services=services, slack=slack)
+    scheduler = build_scheduler(context=context, owner=owner)
+    start_scheduler(scheduler=scheduler, context=context)
+    return scheduler
 
 
 def stop_scheduler(scheduler: BackgroundScheduler, *, wait: bool = True) -> None:

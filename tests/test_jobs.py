@@ -310,3 +310,36 @@ def test_retention_purges_old_raw_bodies_and_keeps_the_chain_valid(store: AuditS
                     context=context)
     assert again.startswith("purged 0 raw payload bodies and 0 evidence blobs")
     assert store.verify().ok
+
+
+# --- incremental runbook re-index ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_reindex_embeds_only_changed_runbooks_and_swaps_the_live_index(
+        tmp_path: Path, store: AuditStore) -> None:
+    books = tmp_path / "runbooks"
+    books.mkdir()
+    (books / "db-pool.md").write_text(
+        "# DB connection pool exhaustion\n\n## Diagnosis\n\nLook for HikariPool timeouts.\n")
+    (books / "disk.md").write_text("# Disk full\n\n## Mitigation\n\nDelete old logs.\n")
+    settings = Settings(data_dir=tmp_path / "data", runbooks_dir=books)
+    services = _services(settings, store)
+    context = JobContext(settings=settings, services=services)
+    slot = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+
+    def run() -> str:
+        return execute(name="reindex", job_id="reindex", slot=slot, params={}, context=context)
+
+    assert run() == ("runbooks: 2 re-embedded, 0 unchanged, 0 removed, 0 problem(s); "
+                     "index reloaded")
+    first_index = services.runbooks
+    assert run() == "runbooks: 0 re-embedded, 2 unchanged, 0 removed, 0 problem(s)"
+    assert services.runbooks is first_index  # nothing changed: no reload
+
+    (books / "disk.md").write_text("# Disk full\n\n## Mitigation\n\nExpand the volume.\n")
+    (books / "db-pool.md").unlink()
+    assert run() == ("runbooks: 1 re-embedded, 0 unchanged, 1 removed, 0 problem(s); "
+                     "index reloaded")
+    assert services.runbooks is not first_index
+    assert [m.id for m in services.runbooks.match("disk full expand volume")] == ["disk"]
