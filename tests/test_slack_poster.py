@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from slack_sdk.errors import SlackApiError
 
 from bot.settings import Settings
 from bot.slack.poster import ChannelPacer, SlackPoster, build_web_client
@@ -67,3 +68,17 @@ def test_update_and_ephemeral(fake: FakeSlackAPI) -> None:
     assert fake.messages["C1"][0]["thread_ts"] == "1.1"
     poster.post_ephemeral(channel="C1", user="U1", text="only you")
     assert fake.calls_to("chat.postEphemeral")[0].args["user"] == "U1"
+
+
+def test_paced_poster_never_trips_slacks_channel_limit(fake: FakeSlackAPI) -> None:
+    fake.post_interval_s = 0.2  # the fake answers 429 to anything faster
+    unpaced = _poster(fake, interval_s=0.0, retries=0)
+    unpaced.post(channel="C1", text="a")
+    with pytest.raises(SlackApiError):
+        unpaced.post(channel="C1", text="b")
+    assert fake.rate_limited == 1
+    paced = _poster(fake, interval_s=0.25)
+    time.sleep(0.25)
+    for n in range(3):
+        paced.post(channel="C1", text=f"m{n}")
+    assert fake.rate_limited == 1

@@ -157,7 +157,17 @@ def test_slash_runbook_status_and_postmortem(hw: Harness) -> None:
 
     hw.command("postmortem")
     later = hw.fake.wait_for("response_url", count=3)[2]
-    assert "not available yet" in later.args["text"]
+    assert "Drafting the postmortem" in later.args["text"]
+    posted = hw.fake.wait_for("chat.postMessage", where=lambda c: "Postmortem draft" in
+                              json.dumps(c.args.get("blocks") or []))[0]
+    assert posted.args["channel"] == ALERT_CHANNEL
+
+
+def test_postmortem_unavailable_says_so(hw: Harness) -> None:
+    hw.room.postmortem = None
+    hw.command("postmortem")
+    reply = hw.fake.wait_for("response_url")[0]
+    assert "not available yet" in reply.args["text"]
 
 
 def test_approve_by_an_approver_updates_the_message_and_audits(hw: Harness) -> None:

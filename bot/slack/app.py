@@ -61,7 +61,7 @@ class SlackRoom:
     approvers: Approvers
     url_base: str | None = None
     postmortem: Callable[..., Any] | None = None
-    """The postmortem drafter (issue 7); None until it lands: `/hotwash postmortem` says so."""
+    """`/hotwash postmortem` (bot.postmortem); None: the command answers "not available"."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SlackRoom:
@@ -85,13 +85,10 @@ def build_room(services: Services, *, client: WebClient | None = None,
 
 
 def postmortem_drafter() -> Callable[..., Any] | None:
-    """The issue-7 postmortem entry point, when it exists."""
-    try:
-        from bot import postmortem  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
-    drafter = getattr(postmortem, "postmortem", None)
-    return drafter if callable(drafter) else None
+    """The `/hotwash postmortem` handler: ``postmortem(*, room, command, respond)``."""
+    from bot.postmortem import postmortem
+
+    return postmortem
 
 
 def build_app(room: SlackRoom, *, socket_mode: bool = False) -> App:

@@ -17,7 +17,7 @@ from bot import approval
 from bot.alerts import PayloadError
 from bot.audit.models import IncidentRow
 from bot.audit.store import incident_from_row
-from bot.domain import Decision, DraftStatus, Incident
+from bot.domain import Decision, DecisionAction, DraftKind, DraftStatus, Incident
 from bot.slack import blocks
 from bot.slack.middleware import RECEIVED_ID
 
@@ -276,6 +276,11 @@ def register_draft_actions(app: App, room: SlackRoom) -> None:
         except approval.ApprovalError as exc:
             _ephemeral(client, click, f":information_source: {exc}")
             return
+        if decision.action is not DecisionAction.REJECT and \
+                store.get_draft(draft_id=click.draft_id).kind is DraftKind.POSTMORTEM:
+            from bot.postmortem import record_edits  # per-section edit counts, audited
+
+            record_edits(store=store, draft_id=click.draft_id)
         show(client, respond, draft_id=click.draft_id, channel=click.channel, ts=click.ts,
              ephemeral=click.ephemeral, decision=decision)
 
@@ -371,6 +376,10 @@ def register_draft_actions(app: App, room: SlackRoom) -> None:
             old = store.get_draft(draft_id=click.draft_id)
         except KeyError:
             _ephemeral(client, click, f"Draft #{click.draft_id} no longer exists.")
+            return
+        if old.kind is not DraftKind.TRIAGE:
+            _ephemeral(client, click, f"Draft #{old.id} is a {old.kind.value} draft: run "
+                                      f"`/hotwash {old.kind.value}` again for a new one.")
             return
         if old.status is not DraftStatus.PENDING or old.incident_id is None:
             _ephemeral(client, click, f"Draft #{old.id} is {old.status.value}; only a "

@@ -96,7 +96,7 @@ def persist(room: SlackRoom) -> Callable[..., BoltResponse | None]:
                         next_: Callable[[], BoltResponse]) -> BoltResponse:
         body = request.body if isinstance(request.body, dict) else {}
         key = idempotency_key(body)
-        received_id = room.services.store.record_received(
+        received_id = room.intake.persist(
             source=f"slack:{request_kind(body)}", body=request.raw_body.encode("utf-8"),
             headers=_headers(request), idempotency_key=key)
         context[RECEIVED_ID] = received_id

@@ -62,6 +62,11 @@ class FakeSlackAPI:
         self.users: dict[str, dict[str, Any]] = {}
         self.usergroups: dict[str, list[str]] = {}
         self.socket_mode_url: str | None = None
+        self.post_interval_s: float | None = None
+        """When set, chat.postMessage faster than this per channel gets 429 (Slack's
+        "about one message per second per channel", without its short burst allowance)."""
+        self.rate_limited: int = 0
+        self._last_post: dict[str, float] = {}
         self.handlers: dict[str, Handler] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
@@ -227,6 +232,10 @@ class FakeSlackAPI:
                     ("ratelimited" if fault.status == 429 else "fatal_error")}
             self._write(request, fault.status, body, headers)
             return
+        if method == "chat.postMessage" and self._too_fast(str(args.get("channel") or "")):
+            self._write(request, 429, {"ok": False, "error": "ratelimited"},
+                        {"Retry-After": "1"})
+            return
         handler = self.handlers.get(method)
         if handler is None:
             self._write(request, 200, {"ok": False, "error": "unknown_method"})
@@ -235,6 +244,18 @@ class FakeSlackAPI:
             self._write(request, 200, {"ok": False, "error": "not_authed"})
             return
         self._write(request, 200, handler(call))
+
+    def _too_fast(self, channel: str) -> bool:
+        if self.post_interval_s is None:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_post.get(channel)
+            if last is not None and now - last < self.post_interval_s:
+                self.rate_limited += 1
+                return True
+            self._last_post[channel] = now
+            return False
 
     @staticmethod
     def _write(request: BaseHTTPRequestHandler, status: int, body: dict[str, Any],
