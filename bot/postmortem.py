@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
 
+from bot import metrics
 from bot.domain import Decision, DecisionAction, Draft, DraftKind, DraftStatus
 from bot.grounding import normalise_id
 from bot.ports import ChatMessage, ChatModel, ChatRequest, ModelError
@@ -434,22 +435,39 @@ def _ask(*, section: Section, models: Sequence[ChatModel], system: str, user: st
                   ChatMessage(role="user", content=user)),
         json_schema=section_schema(section), schema_name=f"postmortem_{section.key}",
         max_tokens=max_tokens, temperature=temperature, seed=seed)
-    for model in models:
+    for position, model in enumerate(models):
+        nxt = models[position + 1].name if position + 1 < len(models) else EVIDENCE_ONLY
+        started = time.perf_counter()
         try:
             response = model.complete(request)
         except ModelError as exc:
+            metrics.record_model_call(model=model.name, seconds=time.perf_counter() - started,
+                                      error="error")
+            metrics.record_fallback(from_model=model.name, to_model=nxt, reason="error")
             notes.append(f"{section.title}: model {model.name} failed ({exc}).")
             continue
         usage.prompt_tokens += response.prompt_tokens
         usage.completion_tokens += response.completion_tokens
         usage.latency_ms += response.latency_ms
         price_in, price_out = prices.get(response.model, prices.get(model.name, (0.0, 0.0)))
-        usage.cost_usd += (response.prompt_tokens * price_in
-                           + response.completion_tokens * price_out) / 1_000_000
+        cost = (response.prompt_tokens * price_in
+                + response.completion_tokens * price_out) / 1_000_000
+        usage.cost_usd += cost
         try:
-            return parse_section(section, response.text), response.model or model.name
+            parsed = parse_section(section, response.text)
         except ValueError as exc:
+            metrics.record_model_call(model=model.name, seconds=response.latency_ms / 1000,
+                                      prompt_tokens=response.prompt_tokens,
+                                      completion_tokens=response.completion_tokens,
+                                      cost_usd=cost, error="invalid_output")
+            metrics.record_fallback(from_model=model.name, to_model=nxt,
+                                    reason="invalid_output")
             notes.append(f"{section.title}: the answer of {model.name} was unusable ({exc}).")
+            continue
+        metrics.record_model_call(model=model.name, seconds=response.latency_ms / 1000,
+                                  prompt_tokens=response.prompt_tokens,
+                                  completion_tokens=response.completion_tokens, cost_usd=cost)
+        return parsed, response.model or model.name
     return None
 
 
@@ -509,9 +527,11 @@ def compose_postmortem(*, title: str, timeline: Timeline, triage: ApprovedTriage
             scores.append(checked.score)
             redactions += checked.redacted
             if checked.invalid_ids:
+                metrics.record_grounding_failure(reason="unknown_ref")
                 notes.append(f"{section.title}: removed citations to entries that do not "
                              f"exist: {', '.join(sorted(set(checked.invalid_ids)))}.")
             if checked.dropped:
+                metrics.record_grounding_failure(reason="uncited_claim")
                 notes.append(f"{section.title}: dropped {checked.dropped} claim(s) with no "
                              "valid source.")
             key = "items" if section.key == "action_items" else "points"
@@ -527,6 +547,7 @@ def compose_postmortem(*, title: str, timeline: Timeline, triage: ApprovedTriage
             entry["facts"] = []  # the model's key moments replace the full list
         sections[section.key] = entry
     if redactions:
+        metrics.record_redactions(where="prompt", count=redactions)
         notes.append(f"Redacted {redactions} secret-like string(s) before drafting.")
     summary_points = sections["summary"].get("points") or sections["impact"]["facts"]
     content: dict[str, Any] = {
@@ -659,7 +680,9 @@ def draft_postmortem(*, incident_id: int | None, services: Services,
         redactor=_redactor(services), budget_tokens=settings.llm_context_tokens,
         max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature,
         seed=settings.llm_seed, prices=settings.llm_prices, incident_id=incident_id)
-    return store.save_draft(draft=draft)
+    saved = store.save_draft(draft=draft)
+    metrics.record_draft(kind=DraftKind.POSTMORTEM, status=DraftStatus.PENDING)
+    return saved
 
 
 def _title_from(timeline: Timeline) -> str:
