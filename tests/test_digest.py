@@ -175,3 +175,35 @@ def test_digest_job_posts_to_the_channel_and_audits_it(busy_hour: AuditStore) ->
     [event] = list(busy_hour.events(subject="channel:C1"))
     assert event.type == "digest.posted" and event.payload["stats"]["alerts"] == 5
     assert busy_hour.verify().ok
+
+
+def test_model_narrative_is_labelled_and_a_failing_model_is_left_out(
+        busy_hour: AuditStore) -> None:
+    from bot.llm import build_chat_models
+    from tests.fakes.openai_server import FakeOpenAI, Reply, Status
+
+    with FakeOpenAI() as llm, FakeSlackAPI() as fake:
+        settings = Settings(alert_channels=["C1"], llm_base_url=llm.base_url,
+                            llm_model="fake-model", llm_max_retries=0)
+        models = build_chat_models(settings)
+        services = Services(settings=settings, store=busy_hour, runbooks=None,  # type: ignore[arg-type]
+                            logs=None, models=models)  # type: ignore[arg-type]
+        poster = SlackPoster(client=WebClient(base_url=fake.url, token=BOT_TOKEN),
+                             pacer=ChannelPacer(interval_s=0))
+        context = JobContext(settings=settings, services=services, slack=poster)
+        llm.script(Reply("Checkout fired twice; one draft still waits."), Status(500))
+        try:
+            execute(name="digest", job_id="digest:C1", slot=END, params={"channel": "C1"},
+                    context=context)
+            execute(name="digest", job_id="digest:C1", slot=END, params={"channel": "C1"},
+                    context=context)
+        finally:
+            for model in models:
+                model.close()  # type: ignore[attr-defined]
+        first, second = fake.calls_to("chat.postMessage")
+        [request, _] = llm.chat_requests()
+    assert NARRATIVE_LABEL in str(first.args["blocks"])
+    assert "Checkout fired twice" in str(first.args["blocks"])
+    assert '"alerts": 5' in request["messages"][1]["content"]  # the model sees the numbers
+    assert NARRATIVE_LABEL not in str(second.args["blocks"])  # model down: numbers only
+    assert "4 firing" in str(second.args["blocks"])
