@@ -89,11 +89,27 @@ def pg_session_url(pg_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_url(pg_admin_url: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
-    name, url = _create_pg_database(pg_admin_url)
-    yield url
-    _drop_pg_database(pg_admin_url, name)
+def pg_url(pg_session_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema for one test, inside the session's throwaway
+    database; the URL sets it as search_path, so code under test sees an empty database.
+    Dropped afterwards. (A schema costs milliseconds; CREATE DATABASE ~0.35 s.)"""
+    import secrets
+
+    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy.pool import NullPool
+
+    name = f"t_{secrets.token_hex(6)}"
+    admin = create_engine(pg_session_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{name}"'))
+        yield make_url(pg_session_url).update_query_dict(
+            {"options": f"-csearch_path={name}"}).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.execute(text("SET lock_timeout = '20s'"))
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+    finally:
+        admin.dispose()
 
 
 def _migrated_store(url: str) -> AuditStore:
