@@ -18,7 +18,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from drain3 import TemplateMiner
@@ -197,7 +197,7 @@ class _Template:
 class TemplateMining:
     """Drain3 over masked messages, with a cache so repeated lines skip the tree search."""
 
-    def __init__(self, *, sim_th: float = 0.4, depth: int = 4) -> None:
+    def __init__(self, *, sim_th: float = 0.4, depth: int = 6) -> None:
         config = TemplateMinerConfig()
         config.drain_sim_th = sim_th
         config.drain_depth = depth
@@ -314,6 +314,8 @@ class _Candidate:
     last_seen: datetime | None = None
     ref: str | None = None
     attrs: dict[str, object] = field(default_factory=dict)
+    tail: str | None = None  # one-line form for the long-tail list
+    redactions: int = 0
 
 
 def summarize_spans(spans: Sequence[Span], *, limit: int = 5) -> list[_Candidate]:
@@ -398,6 +400,70 @@ def _summary(volume: LogVolume, *, condensed: Condensed, capped: bool, window: s
                       attrs={"errors_per_bucket": errors, "interval_s": volume.interval_s})
 
 
+TAIL_SHARE = 0.3
+
+
+def _redacted(cand: _Candidate, redactor: Redactor) -> tuple[_Candidate, int]:
+    """The candidate with redacted title and text, and its token cost."""
+    title, n_title = redactor.redact(cand.title)
+    text, n_text = redactor.redact(cand.text)
+    clean = replace(cand, title=title, text=text, redactions=n_title + n_text)
+    return clean, count_tokens(title) + count_tokens(text) + 12  # id, kind, attributes
+
+
+def _select(candidates: list[_Candidate], *, redactor: Redactor,
+            budget: int) -> tuple[list[tuple[_Candidate, int]], list[_Candidate]]:
+    """Best-first within ``budget``: (chosen with costs, the rest)."""
+    chosen: list[tuple[_Candidate, int]] = []
+    rest: list[_Candidate] = []
+    used = 0
+    for cand in candidates:
+        clean, cost = _redacted(cand, redactor)
+        if used + cost > budget:
+            rest.append(cand)
+            continue
+        used += cost
+        chosen.append((clean, cost))
+    return chosen, rest
+
+
+def _tail(rest: list[_Candidate], *, redactor: Redactor,
+          budget: int) -> tuple[tuple[_Candidate, int] | None, set[int]]:
+    """One item listing the remaining templates, one line each, within ``budget``;
+    also the ids of the candidates it lists."""
+    listed: set[int] = set()
+    order: list[int] = []
+    lines: list[str] = []
+    keys: list[str] = []
+    counts: list[int] = []
+    used = count_tokens("Other log templates") + 12
+    for cand in rest:
+        if cand.tail is None:
+            continue
+        line, _ = redactor.redact(cand.tail)
+        cost = count_tokens(line)
+        if used + cost > budget:
+            continue
+        used += cost
+        lines.append(line)
+        listed.add(id(cand))
+        order.append(id(cand))
+        keys.append(str(cand.attrs.get("template_key")))
+        counts.append(cand.count)
+    while lines:
+        tail = _Candidate(score=0.0, kind=EvidenceKind.LOG_TEMPLATE,
+                          title=f"Other log templates ({len(lines)})", text="\n".join(lines),
+                          count=sum(counts), attrs={"template_keys": list(keys)})
+        clean, cost = _redacted(tail, redactor)
+        if cost <= budget:
+            return (clean, cost), listed
+        lines.pop()  # the estimate of the whole is a little above the sum of its lines
+        keys.pop()
+        counts.pop()
+        listed.discard(order.pop())
+    return None, listed
+
+
 def condense(*, lines: Sequence[LogLine], baseline: Sequence[LogLine], volume: LogVolume,
              redactor: Redactor, budget_tokens: int, source: str,
              spans: Sequence[Span] = (), capped: bool = False, start_index: int = 1,
@@ -423,16 +489,17 @@ def condense(*, lines: Sequence[LogLine], baseline: Sequence[LogLine], volume: L
         head = f"[{', '.join(tags)}] " if tags else ""
         services = ", ".join(s for s, _ in t.services.most_common(3))
         text_lines = [
-            f"{head}{(level or 'unknown').upper()} x{t.count:,}, first {_clock(t.first_seen)}, "
-            f"last {_clock(t.last_seen)}, baseline x{t.baseline_count:,}"
+            f"{head}{(level or 'unknown').upper()} x{t.count:,} "
+            f"{_clock(t.first_seen)}-{_clock(t.last_seen)}"
+            + (f", baseline x{t.baseline_count:,}" if baseline_known else "")
             + (f", services {services}" if services else ""),
         ]
         # One line when the template says it all (a single line, or nothing masked).
         if example is None or (t.count > 1 and "<*>" in template):
-            text_lines.append(f"template: {_clip(template, 300)}")
+            text_lines.append(f"template: {_clip(template, 240)}")
         if example is not None:
-            text_lines.append(f"example {example.timestamp.isoformat(timespec='seconds')}: "
-                              f"{_clip(example.message, 400)}")
+            text_lines.append(f"example {_clock(example.timestamp)}: "
+                              f"{_clip(example.message, 240)}")
         if t.trace_ids:
             text_lines.append("trace ids: " + ", ".join(t.trace_ids[:3]))
         candidates.append(_Candidate(
@@ -440,26 +507,37 @@ def condense(*, lines: Sequence[LogLine], baseline: Sequence[LogLine], volume: L
             text="\n".join(text_lines), count=t.count, level=level, is_new=is_new,
             first_seen=t.first_seen, last_seen=t.last_seen,
             ref=t.trace_ids[0] if t.trace_ids else None,
-            attrs={"baseline_count": t.baseline_count, "services": dict(t.services),
+            tail=f"- {(level or 'unknown').upper()} x{t.count:,}{' NEW' if is_new else ''}: "
+                 f"{_clip(template, 160)}",
+            attrs={"template_key": f"{t.cluster_id}:{level or ''}",
+                   "baseline_count": t.baseline_count, "services": dict(t.services),
                    "levels": dict(t.levels), "trace_ids": list(t.trace_ids),
                    "rate_ratio": round(ratio, 2) if ratio is not None else None},
         ))
     candidates.sort(key=lambda c: -c.score)
+    chosen, rest = _select(candidates, redactor=redactor, budget=budget_tokens)
+    if rest:
+        # Not everything fits in full: give back the lowest-ranked full items until a
+        # share of the budget is free for a one-line-per-template list of the rest, so
+        # the long tail stays visible and citable.
+        used = sum(cost for _, cost in chosen)
+        left_out = {id(c) for c in rest}
+        originals = [c for c in candidates if id(c) not in left_out]  # parallel to chosen
+        while len(chosen) > 2 and used > budget_tokens * (1 - TAIL_SHARE):
+            _, cost = chosen.pop()
+            used -= cost
+            rest.insert(0, originals.pop())
+        tail, listed = _tail(rest, redactor=redactor, budget=budget_tokens - used)
+        if tail is not None:
+            chosen.append(tail)
+            rest = [c for c in rest if id(c) not in listed]
     items: list[EvidenceItem] = []
-    redactions = 0
-    used = 0
-    skipped = 0
-    for cand in candidates:
-        title, n_title = redactor.redact(cand.title)
-        text, n_text = redactor.redact(cand.text)
-        cost = count_tokens(title) + count_tokens(text) + 12  # id, kind, attributes
-        if used + cost > budget_tokens:
-            skipped += 1
-            continue
-        used += cost
-        redactions += n_title + n_text
+    redactions = sum(c.redactions for c, _ in chosen)
+    used = sum(cost for _, cost in chosen)
+    skipped = len(rest)
+    for cand, _ in chosen:
         items.append(EvidenceItem(
-            id=f"E{start_index + len(items)}", kind=cand.kind, title=title, text=text,
+            id=f"E{start_index + len(items)}", kind=cand.kind, title=cand.title, text=cand.text,
             source=source, score=round(cand.score, 2), count=cand.count, level=cand.level,
             is_new=cand.is_new, first_seen=cand.first_seen, last_seen=cand.last_seen,
             ref=cand.ref, attrs=cand.attrs,
