@@ -106,8 +106,16 @@ def gather(*, alert: Alert, logs: LogSource, runbooks: RunbookIndex, redactor: R
     for n, match in enumerate(matches, start=1):
         items.append(runbook_item(match, item_id=f"R{n}"))
 
-    return Evidence(alert=alert, items=tuple(items), runbooks=tuple(matches), gaps=tuple(gaps),
-                    redactions=redactions, stats=stats)
+    # Error messages and queries can carry credentials (a URL with a password, a header);
+    # they reach the prompt and the draft, so they are redacted like any other text.
+    clean_gaps = []
+    for gap in gaps:
+        error, hits = redactor.redact(gap.error)
+        query, more = redactor.redact(gap.query) if gap.query else (None, 0)
+        redactions += hits + more
+        clean_gaps.append(gap.model_copy(update={"error": error, "query": query}))
+    return Evidence(alert=alert, items=tuple(items), runbooks=tuple(matches),
+                    gaps=tuple(clean_gaps), redactions=redactions, stats=stats)
 
 
 def runbook_item(match: RunbookMatch, *, item_id: str) -> EvidenceItem:

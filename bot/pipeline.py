@@ -211,9 +211,10 @@ def triage(*, alert: Alert, services: Services, incident: Incident | None = None
 
     models = list(services.models)
     channel = alert.channel
-    if models:
+    # Any model of the chain that already answered this exact prompt is as good as a call.
+    for candidate in models:
         key = cache_key(fingerprint=alert.fingerprint, evidence_sha=evidence_sha,
-                        prompt_sha=prompt.hash, model=models[0].name, params=params)
+                        prompt_sha=prompt.hash, model=candidate.name, params=params)
         cached = _cached(services, key)
         if cached is not None:
             return cached

@@ -325,3 +325,29 @@ def test_small_context_budget_keeps_the_alert_and_says_what_was_left_out(
 
 def test_store_is_the_real_audit_store(services: Services) -> None:
     assert isinstance(services.store, AuditStore)
+
+
+def test_a_draft_written_by_the_fallback_is_reused_too(
+    services: Services, fake: FakeOpenAI,
+) -> None:
+    fake.script(Status(500), Status(500))
+    first = triage(alert=checkout_alert(), services=services)
+    assert first.model == "secondary-m"
+    again = triage(alert=checkout_alert(), services=services)
+    assert again.id == first.id and len(fake.chat_requests()) == 3
+
+
+def test_secrets_in_failure_messages_are_redacted_before_the_prompt(
+    tmp_path: Path, fake: FakeOpenAI,
+) -> None:
+    model = _model(fake, "primary-m")
+    svc = make_services(tmp_path, models=[model], logs=InMemoryLogSource(
+        error=ConnectionError("https://elastic:Sup3rS3cret@es.internal:9200 refused")))
+    try:
+        draft = triage(alert=checkout_alert(), services=svc)
+        user = fake.chat_requests()[0]["messages"][1]["content"]
+        assert "Sup3rS3cret" not in user and "Sup3rS3cret" not in draft.markdown
+        assert "refused" in user
+    finally:
+        model.close()
+        svc.store.close()
