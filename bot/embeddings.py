@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
     from bot.settings import Settings
 
-MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 256-token windows
-BATCH_SIZE = 8
+MAX_TOKENS = 128  # all-MiniLM-L6-v2 was fine-tuned on 128-token pairs; longer adds cost, not recall
+BATCH_SIZE = 16
 
 
 class EmbeddingError(Exception):

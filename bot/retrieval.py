@@ -36,6 +36,15 @@ if TYPE_CHECKING:
     from bot.embeddings import Embedder
     from bot.settings import Settings
 
+# Spellings of one word, folded the same way in runbooks and queries.
+CANONICAL: dict[str, str] = {
+    "configuration": "config", "configurations": "config", "conf": "config", "cfg": "config",
+    "errs": "error", "err": "error", "errors": "error",
+    "cert": "certificate", "certs": "certificate", "certificates": "certificate",
+    "kubernetes": "kube", "k8s": "kube", "mem": "memory", "fs": "filesystem",
+    "statefulsets": "statefulset", "daemonsets": "daemonset", "deployments": "deployment",
+    "alertmanagers": "alertmanager",
+}
 # Ops vocabulary: a query word also counts as these words. Kept general (terms of the
 # trade), never tuned to one corpus; the documents are not expanded.
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -60,9 +69,11 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "hpa": ("horizontal", "pod", "autoscaler"), "autoscaler": ("hpa",),
     "apiserver": ("api", "server"), "api": ("apiserver",),
     "unreachable": ("down",), "unavailable": ("down",), "dead": ("down",),
-    "absent": ("down", "missing"), "offline": ("down",),
+    "absent": ("down", "missing"), "offline": ("down",), "missing": ("down", "absent"),
+    "disappeared": ("down", "missing"), "gone": ("down", "missing"),
     "notready": ("not", "ready"), "ntp": ("clock", "sync"), "time": ("clock",),
-    "drift": ("skew",), "fd": ("file", "descriptor"), "fds": ("file", "descriptor"),
+    "rx": ("receive",), "tx": ("transmit",), "drift": ("skew",),
+    "fd": ("file", "descriptor"), "fds": ("file", "descriptor"),
     "throttled": ("throttling",), "throttle": ("throttling",),
     "scrape": ("target",), "job": ("job",), "cronjob": ("job",),
     "deployment": ("deployment",), "replicaset": ("replicas",), "rollout": ("rolled", "out"),
@@ -110,6 +121,7 @@ def tokens(text: str, *, expand: bool = False) -> list[str]:
     for word in words(text):
         if word in STOPWORDS or len(word) < 2 and not word.isdigit():
             continue
+        word = CANONICAL.get(word, word)
         out.append(stem(word))
         if expand:
             out.extend(stem(s) for s in SYNONYMS.get(word, ()))
@@ -127,7 +139,10 @@ class Query:
     @classmethod
     def of(cls, query: Alert | str) -> Query:
         if isinstance(query, str):
-            return cls(name="", text=query.strip(), labels="")
+            text = query.strip()
+            if _looks_like_identifier(text) and len(words(text)) > 1:
+                return cls(name=text, text=humanize_name(text), labels="")
+            return cls(name="", text=text, labels="")
         alert = query
         text_parts = [alert.summary, alert.description, alert.text]
         for key in ("message", "summary", "description"):

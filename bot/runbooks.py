@@ -283,6 +283,11 @@ def sync_index(
     """Make ``store`` mirror ``directory``: embed new/changed runbooks, drop deleted ones."""
     started = time.perf_counter()
     stats = IndexStats()
+    if not directory.is_dir():
+        # A missing folder (wrong cwd, unmounted volume) must not empty the index.
+        stats.problems = [RunbookProblem(str(directory), "runbooks directory not found")]
+        stats.seconds = time.perf_counter() - started
+        return stats
     runbooks, stats.problems = load_runbooks(directory)
     stats.files = len(runbooks) + len(stats.problems)
     stored = store.stored_hashes()

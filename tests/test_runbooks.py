@@ -233,3 +233,17 @@ def test_embeddings_are_normalised_and_semantic(embedder: OnnxEmbedder) -> None:
     # Batching pads to the longest text in the batch: results do not depend on the batch.
     alone = embedder.embed(["filesystem out of space"])[0]
     assert float(alone @ vectors[1]) > 0.9999
+
+
+def test_missing_directory_never_empties_the_index(
+    tmp_path: Path, embedder: OnnxEmbedder
+) -> None:
+    corpus = tmp_path / "runbooks"
+    corpus.mkdir()
+    (corpus / "disk.md").write_text(DISK)
+    store = _store(tmp_path)
+    sync_index(directory=corpus, store=store, embedder=embedder)
+    stats = sync_index(directory=tmp_path / "elsewhere", store=store, embedder=embedder)
+    assert stats.removed == 0
+    assert stats.problems[0].error == "runbooks directory not found"
+    assert store.stored_hashes().keys() == {"disk"}

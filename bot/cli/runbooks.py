@@ -50,7 +50,8 @@ def _progress_bar(enabled: bool) -> Iterator[Progress | None]:
 
 def _report_problems(stats: IndexStats) -> None:
     for problem in stats.problems:
-        err.print(f"skipped {problem.path}: {problem.error}", highlight=False, markup=False)
+        err.print(f"skipped {problem.path}: {problem.error}", highlight=False, markup=False,
+                  soft_wrap=True)
 
 
 def _open(settings: Settings, runbooks_dir: Path | None,
@@ -64,7 +65,8 @@ def _open(settings: Settings, runbooks_dir: Path | None,
             index, stats = sync_and_open(settings=settings, runbooks_dir=runbooks_dir,
                                          index_dir=index_dir, progress=progress)
     except EmbeddingError as exc:
-        err.print(f"embedding model unavailable: {exc}", highlight=False, markup=False)
+        err.print(f"embedding model unavailable: {exc}", highlight=False, markup=False,
+                  soft_wrap=True)
         raise typer.Exit(1) from None
     _report_problems(stats)
     return index
@@ -84,14 +86,16 @@ def index(
     settings = settings_from(ctx)
     target = directory or settings.runbooks_dir
     if not target.is_dir():
-        err.print(f"runbooks directory not found: {target}", highlight=False, markup=False)
+        err.print(f"runbooks directory not found: {target}", highlight=False, markup=False,
+                  soft_wrap=True)
         raise typer.Exit(2)
     try:
         with _progress_bar(err.is_terminal) as progress:
             stats = index_runbooks(settings, directory=target, index_dir=index_dir,
                                    progress=progress)
     except EmbeddingError as exc:
-        err.print(f"embedding model unavailable: {exc}", highlight=False, markup=False)
+        err.print(f"embedding model unavailable: {exc}", highlight=False, markup=False,
+                  soft_wrap=True)
         raise typer.Exit(1) from None
     _report_problems(stats)
     if as_json:
