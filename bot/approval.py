@@ -115,6 +115,8 @@ def _decide(*, store: AuditStore, draft_id: int, actor: str, approvers: Approver
                                .with_for_update())
         if draft is None:
             raise UnknownDraft(f"no draft {draft_id}")
+        if edited_markdown is not None and edited_markdown == draft.markdown:
+            edited_markdown, action = None, DecisionAction.APPROVE  # an unchanged "edit"
         existing = session.scalar(select(DecisionRow).where(DecisionRow.draft_id == draft_id))
         if existing is not None:
             if _verdict(existing.action) is target and (

@@ -239,3 +239,12 @@ def test_racing_identical_approvals_both_get_the_one_decision(any_store: AuditSt
     ])
     stored = any_store.get_decision(draft_id=draft_id)
     assert results == [stored, stored], results
+
+
+def test_an_unchanged_edit_is_a_plain_approval(any_store: AuditStore) -> None:
+    text = "## Triage\n\nunchanged\n"
+    draft_id = pending_draft(any_store, text=text)
+    decision = approve(store=any_store, draft_id=draft_id, actor="U_ALICE",
+                       approvers=APPROVERS, edited_markdown=text)
+    assert decision.action is DecisionAction.APPROVE and decision.diff is None
+    assert event_types(any_store, draft_id) == ["draft.created", "draft.approved"]

@@ -245,3 +245,16 @@ def test_purged_bodies_are_not_tampering(cli_db: str) -> None:
     raw_sql(cli_db, "UPDATE received SET body = NULL WHERE id = 1")
     code, output = hotwash("audit", "verify")
     assert code == 0 and "audit chain OK: 1 events" in output
+
+
+def test_draft_text_that_looks_like_markup_is_shown_literally(cli_db: str,
+                                                              tmp_path: Path) -> None:
+    draft_id = add_draft(cli_db, "# Fix [/b] the [red]pool[/red]\n")
+    code, output = hotwash("drafts", "list")
+    assert code == 0 and "Fix [/b] the [red]pool[/red]" in output
+    edited = tmp_path / "e.md"
+    edited.write_text("# Fix [/b] the [red]pool[/red] now\n")
+    code, output = hotwash("drafts", "approve", str(draft_id), "--as", "U_ALICE",
+                           "--edit", str(edited))
+    assert code == 0 and "+# Fix [/b] the [red]pool[/red] now" in output
+    assert hotwash("drafts", "show", str(draft_id))[0] == 0

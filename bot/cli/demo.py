@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -99,7 +100,7 @@ def receive_alert(run: DemoRun) -> None:
                   for alert in parse_payload(body, content_type="application/json")]
     alert = run.alerts[0]
     run.console.print(f"payload #{run.received_id} ({len(body)} bytes) stored before parsing; "
-                      f"parsed [b]{alert.name}[/b] {alert.labels}")
+                      f"parsed [b]{escape(alert.name)}[/b] {escape(str(alert.labels))}")
 
 
 def open_incident(run: DemoRun) -> None:
@@ -108,7 +109,7 @@ def open_incident(run: DemoRun) -> None:
     run.incident, created = store.open_incident(alert=alert, window_s=3600)
     store.mark_received(received_id=alert.received_id or 0, status="processed")
     run.console.print(f"incident #{run.incident.id} "
-                      f"{'opened' if created else 'joined'}: {run.incident.title}")
+                      f"{'opened' if created else 'joined'}: {escape(run.incident.title)}")
 
 
 def store_draft(run: DemoRun) -> None:
@@ -146,7 +147,7 @@ def refused_attempt(run: DemoRun) -> None:
         approve(store=store, draft_id=draft.id, actor=DEMO_BYSTANDER, approvers=run.approvers,
                 via="demo")
     except NotAllowed as exc:
-        run.console.print(f"[yellow]refused:[/yellow] {exc}")
+        run.console.print(f"[yellow]refused:[/yellow] {escape(str(exc))}")
         return
     raise DemoFailed(f"{DEMO_BYSTANDER} was allowed to approve")
 

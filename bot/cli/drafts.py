@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -54,18 +55,19 @@ def draft_table(drafts: list[Draft], *, title: str = "Drafts", width: int | None
                       if line.strip()), "")
         extra = (f"{draft.created_at:%Y-%m-%d %H:%M}", draft.model) if wide else ()
         table.add_row(str(draft.id), draft.status.value, draft.kind.value,
-                      str(draft.incident_id or "-"), *extra, first)
+                      str(draft.incident_id or "-"), *map(escape, extra), escape(first))
     return table
 
 
 def decision_panel(decision: Decision) -> Panel:
-    lines = [f"[b]{decision.action.value}[/b] by {decision.actor} at "
+    """A decision with its reason and diff (user text escaped: no rich markup injection)."""
+    lines = [f"[b]{decision.action.value}[/b] by {escape(decision.actor)} at "
              f"{decision.at:%Y-%m-%d %H:%M:%S}Z"]
     if decision.reason:
-        lines.append(f"reason: {decision.reason}")
+        lines.append(f"reason: {escape(decision.reason)}")
     if decision.diff:
         lines.append("edit (unified diff against the draft):")
-        lines.append(decision.diff.rstrip("\n"))
+        lines.append(escape(decision.diff.rstrip("\n")))
     return Panel("\n".join(lines), title=f"decision on draft {decision.draft_id}",
                  expand=False)
 
@@ -75,16 +77,17 @@ def draft_panel(store: AuditStore, draft: Draft) -> Panel:
     meta = Table.grid(padding=(0, 2))
     meta.add_row("kind / status", f"{draft.kind.value} / {draft.status.value}")
     meta.add_row("incident", str(draft.incident_id or "-"))
-    meta.add_row("model", draft.model)
-    meta.add_row("prompt", f"{draft.prompt_template or '-'} {draft.prompt_hash or ''}".strip())
-    meta.add_row("params", str(draft.params or {}))
+    meta.add_row("model", escape(draft.model))
+    meta.add_row("prompt", escape(f"{draft.prompt_template or '-'} {draft.prompt_hash or ''}"
+                                  .strip()))
+    meta.add_row("params", escape(str(draft.params or {})))
     meta.add_row("tokens", f"{draft.prompt_tokens} prompt + {draft.completion_tokens} "
                            f"completion, ${draft.cost_usd:.4f}, {draft.latency_ms:.0f} ms")
-    meta.add_row("evidence", ", ".join(draft.evidence_refs) or "-")
+    meta.add_row("evidence", escape(", ".join(draft.evidence_refs)) or "-")
     meta.add_row("grounding", "-" if draft.grounding_score is None
                  else f"{draft.grounding_score:.2f}")
     if draft.notes:
-        meta.add_row("notes", "; ".join(draft.notes))
+        meta.add_row("notes", escape("; ".join(draft.notes)))
     replaced = store.superseded_by(draft_id=draft.id)
     if replaced:
         meta.add_row("superseded by", f"draft {replaced}")
