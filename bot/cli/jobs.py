@@ -92,7 +92,7 @@ def run_job(
         raise typer.Exit(2)
     params = {"channel": channel} if channel else {}
     job_id = ":".join([name, *params.values()])
-    slot = datetime.now(UTC).replace(microsecond=0)
+    slot = datetime.now(UTC)
     with store_from(ctx) as store:
         context = JobContext(settings=settings, services=_services(settings, store),
                              slack=_poster(settings))
@@ -142,7 +142,7 @@ def digest(
 
     settings = settings_from(ctx)
     span = parse_window(window)
-    end = datetime.now(UTC).replace(microsecond=0)
+    end = datetime.now(UTC)
     with store_from(ctx) as store:
         stats = compute_digest(store=store, channel=channel, start=end - span, end=end)
         out.print(digest_markdown(stats), markup=False, highlight=False, soft_wrap=True)
