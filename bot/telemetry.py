@@ -403,3 +403,34 @@ def shutdown_tracing() -> None:
         _provider.shutdown()
     _tracer = None
     _provider = None
+
+
+# -- a serving process -------------------------------------------------------------------
+
+
+@contextmanager
+def operating(settings: Settings, *, store: Any = None, metrics_port: int = 0,
+              host: str = "127.0.0.1") -> Iterator[metrics.MetricsServer | None]:
+    """What `hotwash serve` needs to be run by an SRE team, undone on exit: tracing when
+    ``otlp_endpoint`` is set, the running version as ``hotwash_build_info``, pending drafts
+    read from ``store`` at each scrape, and a standalone metrics port when ``metrics_port``
+    is not 0 (Socket Mode). Raises :class:`TelemetryError` for a bad tracing setup."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    configure_tracing(settings)
+    try:
+        metrics.record_build(version=version("hotwash"))
+    except PackageNotFoundError:
+        metrics.record_build(version="unknown")
+    if store is not None:
+        metrics.watch_pending_drafts(metrics.pending_from_store(store))
+    server = metrics.serve_metrics(host=host, port=metrics_port) if metrics_port else None
+    if server is not None:
+        log.info("metrics on a standalone port", extra={"port": server.port})
+    try:
+        yield server
+    finally:
+        if server is not None:
+            server.close()
+        metrics.watch_pending_drafts(None)
+        shutdown_tracing()

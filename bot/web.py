@@ -6,7 +6,7 @@
   the body is persisted verbatim before anything reads it and answered 2xx only once
   stored; unreadable JSON or a wrong shape gets a 4xx with a one-line reason;
 - ``GET /healthz`` (the process answers) and ``GET /readyz`` (database reachable, runbook
-  index loaded). ``/metrics`` is mounted by the operations room.
+  index loaded); ``GET /metrics`` (Prometheus, ``bot.metrics``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_r
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from bot import metrics, telemetry
 from bot.alerts import PayloadError
 from bot.intake import Intake
 
@@ -86,6 +87,8 @@ def build_web_app(*, services: Services, intake: Intake, bolt_app: App | None,
         headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
         received_id = await run_in_threadpool(
             lambda: intake.persist(source=kind, body=body, headers=headers))
+        log.info("webhook received", extra={"source": kind, "received_id": received_id,
+                                            "bytes": len(body)})
         try:
             data = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -110,13 +113,23 @@ def build_web_app(*, services: Services, intake: Intake, bolt_app: App | None,
             "resolved": [a.name for a in accepted.skipped],
         })
 
+    # One correlation id per webhook request: it follows the alerts into the background
+    # triage (Intake submits through telemetry.in_context), and its start is the receipt.
     @web.post("/webhooks/alertmanager")
     async def alertmanager(request: Request) -> Response:
-        return await webhook("alertmanager", request)
+        with telemetry.correlated():
+            return await webhook("alertmanager", request)
 
     @web.post("/webhooks/grafana")
     async def grafana(request: Request) -> Response:
-        return await webhook("grafana", request)
+        with telemetry.correlated():
+            return await webhook("grafana", request)
+
+    @web.get("/metrics")
+    async def metrics_page() -> Response:
+        # Off the event loop: a scrape reads pending drafts from the database.
+        body = await run_in_threadpool(metrics.render)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
 
     @web.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import typer
 
+from bot import telemetry
 from bot.cli.context import err, out, settings_from
 
 log = logging.getLogger("hotwash.serve")
@@ -30,6 +31,7 @@ def serve(
     from bot.web import build_web_app
 
     settings = settings_from(ctx)
+    telemetry.configure_logging(settings)  # JSON lines with a correlation id, secrets scrubbed
     socket_mode = settings.slack_app_token is not None if socket is None else socket
     if socket_mode and settings.slack_app_token is None:
         err.print("configuration error: --socket needs HOTWASH_SLACK_APP_TOKEN (xapp-...)")
@@ -63,8 +65,17 @@ def serve(
     out.print(f"HTTP: http://{bind_host}:{bind_port} "
               f"({'/slack/events, ' if bolt_app and not socket_mode else ''}"
               "/webhooks/alertmanager, /webhooks/grafana, /healthz, /readyz)")
+    # Socket Mode has no Slack traffic on the HTTP port, so Prometheus may be pointed at
+    # HOTWASH_METRICS_PORT instead; /metrics on the HTTP port answers in both modes.
+    metrics_port = settings.metrics_port if socket_mode and settings.metrics_port != bind_port \
+        else 0
     try:
-        uvicorn.run(web, host=bind_host, port=bind_port, log_level="warning")
+        with telemetry.operating(settings, store=services.store, metrics_port=metrics_port,
+                                 host=bind_host):
+            uvicorn.run(web, host=bind_host, port=bind_port, log_level="warning")
+    except telemetry.TelemetryError as exc:
+        err.print(f"configuration error: {exc}")
+        raise typer.Exit(2) from None
     finally:
         if handler is not None:
             handler.close()  # type: ignore[no-untyped-call]
