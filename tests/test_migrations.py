@@ -85,3 +85,21 @@ def test_schema_newer_than_the_code_is_refused_not_migrated(tmp_path: Path) -> N
     engine.dispose()
     with pytest.raises(schema.SchemaOutOfDate, match="9999, which this code does not know"):
         build_store(load_settings(data_dir=tmp_path))
+
+
+def test_every_command_refuses_an_out_of_date_schema_in_one_line(tmp_path: Path,
+                                                                 repo_root: Path) -> None:
+    """Commands that wire all services (triage, serve) go through the same guard."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTWASH_")}
+    env |= {"HOTWASH_DATA_DIR": str(tmp_path / "data"), "HOTWASH_AUTO_MIGRATE": "false"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "triage", "--alert",
+         str(repo_root / "samples" / "alerts" / "checkout-5xx.json")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "run `hotwash db upgrade`" in done.stderr

@@ -30,4 +30,11 @@ for module in (config, db, drafts, audit, runbooks, evidence, triage, serve, pos
 
 
 def main() -> None:
-    app()
+    from bot.audit.schema import SchemaOutOfDate
+    from bot.cli.context import err
+
+    try:
+        app()
+    except SchemaOutOfDate as exc:  # any command that opens the store: one line, no trace
+        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise SystemExit(1) from None
