@@ -14,6 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from bot import telemetry
@@ -35,6 +38,46 @@ log = logging.getLogger(__name__)
 _WRAPPER_TOKENS = 24
 # Below this many tokens a truncated item says too little to be worth sending.
 _MIN_USEFUL_TOKENS = 48
+
+
+class EvidenceCache:
+    """Evidence gathered for an alert in the last ``ttl_s`` seconds.
+
+    A re-delivered alert (Alertmanager repeat, webhook retry, Slack retry) arrives within
+    seconds with the same fingerprint and start time; re-reading thousands of log lines to
+    learn that nothing changed would cost the cache-hit path most of its time. Evidence with
+    gaps is never kept: a source that failed is asked again next time.
+    """
+
+    def __init__(self, *, ttl_s: float = 60.0, max_entries: int = 256,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[tuple[str, str, str], tuple[float, Evidence]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(alert: Alert) -> tuple[str, str, str]:
+        return (alert.fingerprint, alert.starts_at.isoformat(), alert.status)
+
+    def get(self, alert: Alert) -> Evidence | None:
+        """Evidence still fresh for this alert, or None."""
+        with self._lock:
+            entry = self._entries.get(self.key(alert))
+            if entry is None or self._clock() - entry[0] > self.ttl_s:
+                return None
+            return entry[1]
+
+    def put(self, alert: Alert, evidence: Evidence) -> None:
+        """Remember complete evidence (no gaps) for this alert."""
+        if evidence.gaps or self.ttl_s <= 0:
+            return
+        with self._lock:
+            self._entries[self.key(alert)] = (self._clock(), evidence)
+            self._entries.move_to_end(self.key(alert))
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
 
 
 def alert_text(alert: Alert) -> str:

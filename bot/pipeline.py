@@ -192,11 +192,16 @@ def triage(*, alert: Alert, services: Services, incident: Incident | None = None
     notes: list[str] = []
     redactor = Redactor(extra_patterns=settings.redaction_patterns)
 
-    with telemetry.stage("evidence") as evidence_stage:
-        full = gather(alert=alert, logs=services.logs, runbooks=services.runbooks,
-                      redactor=redactor)
-        if full.gaps:
-            evidence_stage.fail(f"{len(full.gaps)} evidence gap(s)")
+    memo = services.evidence_cache
+    full = memo.get(alert) if memo is not None else None
+    if full is None:
+        with telemetry.stage("evidence") as evidence_stage:
+            full = gather(alert=alert, logs=services.logs, runbooks=services.runbooks,
+                          redactor=redactor)
+            if full.gaps:
+                evidence_stage.fail(f"{len(full.gaps)} evidence gap(s)")
+        if memo is not None:
+            memo.put(alert, full)
     metrics.record_redactions(where="evidence", count=full.redactions)
     evidence = fit_budget(full, budget_tokens=settings.llm_context_tokens)
     omitted = int(evidence.stats.get("omitted_for_budget", 0))

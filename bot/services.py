@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bot.context import EvidenceCache
 from bot.quota import DailyTokenQuota
 from bot.settings import Settings
 
@@ -28,10 +29,14 @@ class Services:
     models: list[ChatModel]
     # Per-channel daily token ledger for triage; built from settings when not given.
     quota: DailyTokenQuota | None = None
+    # Evidence of alerts seen in the last minute, so a re-delivered alert skips the log read.
+    evidence_cache: EvidenceCache | None = None
 
     def __post_init__(self) -> None:
         if self.quota is None:
             self.quota = DailyTokenQuota(limit=self.settings.daily_token_quota)
+        if self.evidence_cache is None:
+            self.evidence_cache = EvidenceCache()
 
 
 def build_services(settings: Settings) -> Services:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.audit.store import AuditStore
+from bot.context import EvidenceCache
 from bot.domain import DraftStatus, EvidencePart
 from bot.llm import OpenAIChatModel
 from bot.pipeline import triage
@@ -240,14 +241,19 @@ def test_secrets_in_the_answer_are_redacted(services: Services, fake: FakeOpenAI
 def test_same_alert_and_evidence_reuses_the_stored_draft(
     services: Services, fake: FakeOpenAI,
 ) -> None:
+    now = [0.0]
+    services.evidence_cache = EvidenceCache(ttl_s=60, clock=lambda: now[0])
+    assert isinstance(services.logs, InMemoryLogSource)
     first = triage(alert=checkout_alert(), services=services)
     second = triage(alert=checkout_alert(), services=services)
     assert second.id == first.id
     assert len(fake.chat_requests()) == 1
-    # new evidence means a new prompt, so the model is asked again
-    assert isinstance(services.logs, InMemoryLogSource)
+    assert len(services.logs.calls) == 1  # a re-delivery within a minute skips the log read
+    # a minute later the logs are read again; new evidence means a new prompt and a call
     services.logs.part = checkout_logs(log_item(7, "OutOfMemoryError in worker", count=5))
+    now[0] = 61.0
     third = triage(alert=checkout_alert(), services=services)
+    assert len(services.logs.calls) == 2
     assert third.id != first.id and len(fake.chat_requests()) == 2
     assert third.cache_key != first.cache_key
 
@@ -350,4 +356,17 @@ def test_secrets_in_failure_messages_are_redacted_before_the_prompt(
         assert "refused" in user
     finally:
         model.close()
+        svc.store.close()
+
+
+def test_evidence_with_gaps_is_gathered_again_next_time(tmp_path: Path) -> None:
+    logs = InMemoryLogSource(error=ConnectionError("es down"))
+    svc = make_services(tmp_path, logs=logs)
+    try:
+        first = triage(alert=checkout_alert(), services=svc)
+        logs.error = None
+        second = triage(alert=checkout_alert(), services=svc)
+        assert len(logs.calls) == 2
+        assert first.content["gaps"] and not second.content["gaps"]
+    finally:
         svc.store.close()
