@@ -25,7 +25,9 @@ replica sees the same schedule. APScheduler 3 does not lock a shared job store: 
 schedulers that wake up together both read the same due job. So every submission first
 *claims* its slot, an ``INSERT`` into ``hotwash_job_runs`` whose primary key is
 ``(job_id, slot)``; the database lets exactly one replica win, the others skip. The slot
-is the scheduled fire time (not the wall clock), identical on every replica.
+is the scheduled fire time (not the wall clock), identical on every replica. This makes
+each slot *at most once*: a replica that dies mid-run leaves its claim ``running`` (visible
+in ``hotwash jobs list``) and the slot is not retried; the next slot runs normally.
 
 Missed runs after downtime
 --------------------------

@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
 from bot import metrics
@@ -739,7 +740,15 @@ def postmortem(*, room: Any, command: Mapping[str, Any], respond: Callable[..., 
     draft = draft_postmortem(incident_id=incident_id, services=services, slack=room.client,
                              channel=channel, thread_ts=thread_ts)
     text, body = blocks.draft_message(draft, url_base=room.url_base)
-    ts = room.poster.post(channel=channel, text=text, blocks=body, thread_ts=thread_ts)
+    try:
+        ts = room.poster.post(channel=channel, text=text, blocks=body, thread_ts=thread_ts)
+    except SlackApiError as exc:
+        # The draft is stored either way; say where to find it rather than fail silently.
+        log.warning("posting postmortem draft %s failed: %s", draft.id, exc)
+        respond(text=f":warning: Postmortem draft #{draft.id} is stored but could not be "
+                     f"posted here ({exc.response.get('error')}). See `hotwash drafts show "
+                     f"{draft.id}`.", response_type="ephemeral")
+        return draft
     if draft.id is not None:
         services.store.set_draft_message(draft_id=draft.id, channel=channel, message_ts=ts)
     return draft

@@ -297,3 +297,20 @@ def test_every_section_has_a_template_with_the_output_format() -> None:
         assert f'the "{section.title}" section' in text
         assert ("`items`" in text) == (section.key == "action_items")
     assert build_chat_models(Settings()) == []
+
+
+def test_slash_command_says_where_the_draft_is_when_posting_fails(
+        store: AuditStore, thread: tuple[FakeSlackAPI, WebClient, dict[str, Any]]) -> None:
+    fake, client, data = thread
+    seed_incident(store, channel=data["channel"], thread_ts=data["thread_ts"])
+    room = SimpleNamespace(services=services_for(store), client=client, url_base=None,
+                           poster=SlackPoster(client=client, pacer=ChannelPacer(interval_s=0)))
+    fake.inject("chat.postMessage", status=200, error="not_in_channel", retry_after=None)
+    said: list[dict[str, Any]] = []
+
+    draft = postmortem(room=room, command={"channel_id": data["channel"], "text": "postmortem"},
+                       respond=lambda **kw: said.append(kw))
+
+    assert draft.id is not None and store.get_draft(draft_id=draft.id).message_ts is None
+    assert f"draft #{draft.id} is stored but could not be posted here (not_in_channel)" \
+        in said[-1]["text"]
