@@ -13,8 +13,10 @@
    GA: a line counts when its predicted group is exactly its ground-truth group). Messages
    are the dataset's Content column (Loghub benchmarks parse the header the same way).
    Token estimate vs the WordPiece tokenizer bundled offline (calibration of bot.tokens).
-2. Condensing N synthetic checkout lines (plus a 20% baseline) in a child process: wall
-   time and peak RSS of that process (everything it loaded included).
+2. Condensing N lines (plus a baseline) in a child process: wall time and peak RSS of
+   that process (everything it loaded included). Two inputs: synthetic checkout lines
+   (few templates, like one service's logs) and the 8,000 real Loghub lines cycled
+   (226 templates from four systems).
 3. End to end through the fake Elasticsearch server: a 20-minute window of M lines (and a
    baseline), the real client, ``ElasticsearchLogSource.collect`` timed. The fake is pure
    Python and evaluates every query itself, so this is an upper bound on our side's cost.
@@ -154,12 +156,28 @@ def _synthetic(n: int, *, start: datetime, end: datetime, seed: int) -> list[Log
     return out
 
 
-def condense_child(n: int, budget: int) -> None:
+def _loghub_mix(n: int, *, start: datetime, end: datetime) -> list[LogLine]:
+    """The 8,000 real Loghub lines (four systems, 226 templates), cycled to ``n`` lines."""
+    contents: list[tuple[str, str | None]] = []
+    for structured in sorted((CORPUS / "logs").glob("*/*_2k.log_structured.csv")):
+        with structured.open(newline="", encoding="utf-8") as fh:
+            contents += [(r["Content"], r.get("Level") or None) for r in csv.DictReader(fh)]
+    step = (end - start).total_seconds() / n
+    return [LogLine(timestamp=start + timedelta(seconds=i * step),
+                    message=contents[i % len(contents)][0], level=contents[i % len(contents)][1])
+            for i in range(n)]
+
+
+def condense_child(n: int, budget: int, kind: str) -> None:
     """Runs in a child process so its peak RSS is its own."""
     end = datetime(2026, 11, 28, 14, 10, tzinfo=UTC)
     start = end - timedelta(minutes=20)
-    window = _synthetic(n, start=start, end=end, seed=3)
-    baseline = _synthetic(n // 5, start=start - timedelta(hours=1), end=start, seed=4)
+    if kind == "loghub":
+        window = _loghub_mix(n, start=start, end=end)
+        baseline = _loghub_mix(n // 5, start=start - timedelta(hours=1), end=start)[::7]
+    else:
+        window = _synthetic(n, start=start, end=end, seed=3)
+        baseline = _synthetic(n // 5, start=start - timedelta(hours=1), end=start, seed=4)
     began = time.perf_counter()
     volume = volume_from_lines(lines=window, baseline=baseline, start=start, end=end,
                                baseline_s=3600)
@@ -167,18 +185,22 @@ def condense_child(n: int, budget: int) -> None:
                     budget_tokens=budget, source="synthetic")
     elapsed = time.perf_counter() - began
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"lines": len(window), "baseline": len(baseline), "seconds": elapsed,
+    print(json.dumps({"kind": kind, "lines": len(window), "baseline": len(baseline),
+                      "seconds": elapsed,
                       "peak_rss_mb": peak_mb, "templates": part.stats["templates"],
                       "items": len(part.items)}))
 
 
 def speed(n: int, budget: int) -> None:
-    out = subprocess.run([sys.executable, __file__, "--child", str(n), "--budget", str(budget)],
-                         capture_output=True, text=True, check=True)
-    r = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"condense {r['lines']:,} lines (+{r['baseline']:,} baseline): {r['seconds']:.2f} s, "
-          f"peak RSS {r['peak_rss_mb']:.0f} MB (whole process), {r['templates']} templates, "
-          f"{r['items']} items")
+    kinds = ["checkout"] + (["loghub"] if (CORPUS / "logs").is_dir() else [])
+    for kind in kinds:
+        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--budget",
+                              str(budget), "--kind", kind],
+                             capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"condense {r['lines']:,} {kind} lines (+{r['baseline']:,} baseline): "
+              f"{r['seconds']:.2f} s, peak RSS {r['peak_rss_mb']:.0f} MB (whole process), "
+              f"{r['templates']} templates, {r['items']} items")
 
 
 def end_to_end(m: int) -> None:
@@ -210,10 +232,12 @@ def end_to_end(m: int) -> None:
         elapsed = time.perf_counter() - began
         source.close()
         searches = len(fake.searches())
+        busy = fake.busy_s
     print(f"end to end via fake ES: {len(window):,} docs in the 20-min window "
           f"({part.stats['window_total']:,} match the labels), {len(baseline):,} baseline docs: "
-          f"{elapsed:.2f} s, {searches} searches, {len(part.items)} items, "
-          f"{part.stats['tokens']} tokens, gaps={len(part.gaps)}")
+          f"{elapsed:.2f} s, of which {busy:.2f} s inside the fake server; {searches} "
+          f"searches, {part.stats['lines']:,} + {part.stats['baseline_lines']:,} lines read, "
+          f"{len(part.items)} items, {part.stats['tokens']} tokens, gaps={len(part.gaps)}")
 
 
 def main() -> None:
@@ -222,10 +246,11 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--es-lines", type=int, default=50_000)
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--kind", default="checkout", help=argparse.SUPPRESS)
     parser.add_argument("--skip", nargs="*", default=[], choices=["loghub", "speed", "es"])
     args = parser.parse_args()
     if args.child:
-        condense_child(args.child, args.budget)
+        condense_child(args.child, args.budget, args.kind)
         return
     if "loghub" not in args.skip:
         loghub(args.budget)

@@ -7,7 +7,6 @@ is set, else the embedded file source over ``HOTWASH_LOG_FILES``. Both implement
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -170,18 +169,15 @@ def get_field(record: dict[str, Any], path: str) -> Any:
 
 
 def parse_timestamp(value: Any) -> datetime | None:
-    """ISO-8601 text (Z, offsets, comma fractions) or epoch milliseconds -> aware UTC."""
+    """ISO-8601 text (Z, offsets, comma fractions) or epoch milliseconds -> aware UTC;
+    a time without an offset is taken as UTC."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return datetime.fromtimestamp(value / 1000, UTC)
     if not isinstance(value, str):
         return None
-    text = value.strip().replace(",", ".")
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    # Python before 3.11.? accepts at most 6 fraction digits; ES may send nanoseconds.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
-        dt = datetime.fromisoformat(text)
+        # Python 3.11 reads Z, offsets, comma fractions and nanoseconds (truncated).
+        dt = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)

@@ -358,6 +358,7 @@ class FakeElasticsearch:
         self.faults: list[Fault] = []
         self.slowness: list[Slowness] = []
         self.requests: list[tuple[str, str, Any]] = []
+        self.busy_s = 0.0  # time spent answering (query evaluation, JSON), for benchmarks
         self._stop = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -725,6 +726,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload, headers = _error_body(fault.status)
             self._send(fault.status, payload, compat, headers)
             return
+        began = time.perf_counter()
         try:
             status, payload = fake.handle(self.command, url.path, parse_qs(url.query), body)
         except (ValueError, KeyError, TypeError) as exc:
@@ -734,6 +736,7 @@ class _Handler(BaseHTTPRequestHandler):
         if status == 404 and not isinstance(payload, dict):
             payload, headers = _error_body(404, payload)
         self._send(status, payload, compat, headers)
+        fake.busy_s += time.perf_counter() - began
 
     def _send(self, status: int, payload: Any, compat: int | None,
               headers: dict[str, str] | None = None) -> None:
