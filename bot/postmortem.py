@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
     from bot.approval import Approvers
     from bot.audit.store import AuditStore
+    from bot.ports import SlackPoster
     from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -834,3 +835,49 @@ def export_markdown(*, store: AuditStore, draft_id: int) -> str:
               f"Hotwash draft #{draft_id} · {draft.model}_\n")
     return body.rstrip() + "\n" + footer
 
+
+def export_blocks(markdown: str) -> list[dict[str, Any]]:
+    """The exported postmortem as Block Kit: a header, then one section block per
+    ``## `` section (Slack caps a text block at 3000 characters; longer ones are clipped
+    with a pointer to the full Markdown export)."""
+    from bot.slack.blocks import mrkdwn
+
+    main, _, tail = markdown.partition("\n---\n")  # notes and the approval footer
+    title = next((line[2:].strip() for line in main.splitlines()
+                  if line.startswith("# ")), "Postmortem")
+    out: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}}]
+    for heading, body in split_sections(main).items():
+        if not heading:
+            continue
+        text = f"*{heading}*\n{mrkdwn(body)}" if body else f"*{heading}*"
+        if len(text) > 3000:
+            text = text[:2900].rstrip() + "\n… _(clipped; see `hotwash postmortem export`)_"
+        out.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    if tail.strip():
+        out.append({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": mrkdwn(tail.replace("\n---\n", "\n").strip())[:3000]}]})
+    return out[:50]  # Slack's block limit per message
+
+
+def post_export(*, store: AuditStore, poster: SlackPoster, draft_id: int) -> str:
+    """Post the approved postmortem in the thread where its draft was posted (or the
+    incident's thread); audited as ``postmortem.posted``. Returns the message ts."""
+    markdown = export_markdown(store=store, draft_id=draft_id)
+    draft = store.get_draft(draft_id=draft_id)
+    channel, thread_ts = draft.channel, draft.message_ts
+    if draft.incident_id is not None:
+        incident = store.get_incident(incident_id=draft.incident_id)
+        channel = channel or incident.channel
+        thread_ts = incident.thread_ts or thread_ts
+    if not channel:
+        raise NotApproved(f"draft {draft_id} has no Slack channel to post to")
+    title = next((line[2:].strip() for line in markdown.splitlines()
+                  if line.startswith("# ")), "Postmortem")
+    ts = poster.post(channel=channel, text=f"Approved postmortem: {title}",
+                     blocks=export_blocks(markdown), thread_ts=thread_ts)
+    store.record_event(type="postmortem.posted", subject=f"draft:{draft_id}",
+                       payload={"draft_id": draft_id, "channel": channel, "ts": ts,
+                                "markdown_sha256": hashlib.sha256(
+                                    markdown.encode()).hexdigest()})
+    return ts

@@ -314,3 +314,32 @@ def test_slash_command_says_where_the_draft_is_when_posting_fails(
     assert draft.id is not None and store.get_draft(draft_id=draft.id).message_ts is None
     assert f"draft #{draft.id} is stored but could not be posted here (not_in_channel)" \
         in said[-1]["text"]
+
+
+def test_approved_postmortem_is_posted_in_the_incident_thread(
+        store: AuditStore, thread: tuple[FakeSlackAPI, WebClient, dict[str, Any]]) -> None:
+    from bot.postmortem import post_export
+
+    fake, client, data = thread
+    incident_id = seed_incident(store, channel=data["channel"], thread_ts=data["thread_ts"])
+    draft = draft_postmortem(incident_id=incident_id, services=services_for(store),
+                             slack=client)
+    poster = SlackPoster(client=client, pacer=ChannelPacer(interval_s=0))
+    with pytest.raises(NotApproved):
+        post_export(store=store, poster=poster, draft_id=draft.id or 0)
+    approve_postmortem(store=store, draft_id=draft.id or 0, actor="U0LEAD",
+                       approvers=APPROVERS)
+
+    ts = post_export(store=store, poster=poster, draft_id=draft.id or 0)
+
+    [post] = fake.calls_to("chat.postMessage")
+    assert post.args["thread_ts"] == data["thread_ts"] and ts
+    blocks = post.args["blocks"]
+    blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
+    assert blocks[0]["text"]["text"] == "Postmortem: checkout 5xx ratio above 5%"
+    titles = [b["text"]["text"].split("\n", 1)[0] for b in blocks if b["type"] == "section"]
+    assert titles == [f"*{t}*" for t in HEADINGS]
+    assert "Approved by U0LEAD" in blocks[-1]["elements"][0]["text"]
+    assert [e.type for e in store.events(subject=f"draft:{draft.id}")][-1] == \
+        "postmortem.posted"
+    assert store.verify().ok

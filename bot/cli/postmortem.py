@@ -73,10 +73,13 @@ def export(
     draft_id: Annotated[int, typer.Argument(help="Postmortem draft id.")],
     out_file: Annotated[Path | None, typer.Option("--out", "-o",
                                                   help="Write here instead of stdout.")] = None,
+    post: Annotated[bool, typer.Option("--post", help="Also post it in the incident's "
+                                                       "Slack thread.")] = False,
 ) -> None:
     """Export an approved postmortem as Markdown (with the approvers' edits)."""
-    from bot.postmortem import NotApproved, export_markdown
+    from bot.postmortem import NotApproved, export_markdown, post_export
 
+    settings = settings_from(ctx)
     with store_from(ctx) as store:
         try:
             markdown = export_markdown(store=store, draft_id=draft_id)
@@ -86,6 +89,19 @@ def export(
         except NotApproved as exc:
             err.print(f"error: {exc}", markup=False, highlight=False)
             raise typer.Exit(1) from None
+        if post:
+            if settings.slack_bot_token is None:
+                err.print("error: --post needs HOTWASH_SLACK_BOT_TOKEN")
+                raise typer.Exit(2)
+            from bot.slack.poster import SlackPoster, build_web_client
+
+            poster = SlackPoster(client=build_web_client(settings))
+            try:
+                ts = post_export(store=store, poster=poster, draft_id=draft_id)
+            except NotApproved as exc:
+                err.print(f"error: {exc}", markup=False, highlight=False)
+                raise typer.Exit(1) from None
+            err.print(f"posted to Slack (ts {ts})", markup=False, highlight=False)
     if out_file is None:
         out.print(markdown, markup=False, highlight=False, soft_wrap=True)
         return
