@@ -200,9 +200,9 @@ def triage(*, alert: Alert, services: Services, incident: Incident | None = None
                           redactor=redactor)
             if full.gaps:
                 evidence_stage.fail(f"{len(full.gaps)} evidence gap(s)")
+        metrics.record_redactions(where="evidence", count=full.redactions)
         if memo is not None:
             memo.put(alert, full)
-    metrics.record_redactions(where="evidence", count=full.redactions)
     evidence = fit_budget(full, budget_tokens=settings.llm_context_tokens)
     omitted = int(evidence.stats.get("omitted_for_budget", 0))
     if omitted:
