@@ -124,6 +124,8 @@ def main() -> None:
                         ~IncidentRow.id.in_(select(DraftRow.incident_id)),
                         IncidentRow.id.in_(select(AlertRow.incident_id)
                                            .where(AlertRow.status == "firing"))))
+                waiting += session.scalar(select(func.count()).select_from(Received)
+                                          .where(Received.status == "received")) or 0
             drafts_posted = sum(1 for c in hw.fake.calls_to("chat.update")
                                 if "pending approval" in json.dumps(c.args.get("blocks")))
             if not waiting and drafts_posted >= count(hw, DraftRow):

@@ -147,14 +147,6 @@ class Intake:
 
     # --- entry points -------------------------------------------------------------------
 
-    def webhook(self, *, source: str, body: bytes, headers: Mapping[str, str],
-                content_type: str | None = None) -> Accepted:
-        """A webhook body that was already persisted is parsed and grouped here; new
-        incidents are triaged in the background and posted to the default alert channel.
-        Raises ``PayloadError`` (one-line reason) for a body it cannot read."""
-        received_id = self.persist(source=source, body=body, headers=headers)
-        return self.accept(received_id=received_id, body=body, content_type=content_type)
-
     def accept(self, *, received_id: int, body: bytes | str | Mapping[str, Any],
                content_type: str | None = None, background: bool = True) -> Accepted:
         """Parse and group a persisted payload, then triage its new incidents."""

@@ -107,13 +107,25 @@ def test_huge_drafts_stay_within_slack_limits() -> None:
     for block in built:
         if block["type"] == "section":
             assert len(block["text"]["text"]) <= 3000
-    modal = blocks.edit_modal(_draft(markdown=long), ref=blocks.DraftRef(draft_id=7))
-    assert len(modal["blocks"][1]["element"]["initial_value"]) <= 3000
+    markdown = "\n".join(f"line {n}: " + "y" * 60 for n in range(200))  # ~14k characters
+    modal = blocks.edit_modal(_draft(markdown=markdown), ref=blocks.DraftRef(draft_id=7))
+    ids = blocks.edit_block_ids(modal)
+    values = [b["element"]["initial_value"] for b in modal["blocks"] if b.get("block_id") in ids]
+    assert len(ids) == 5 and all(len(v) <= 3000 for v in values)
+    assert "\n".join(values) == markdown  # nothing of a long draft is lost when editing
 
 
 def test_unstructured_draft_falls_back_to_its_markdown() -> None:
     _, built = blocks.draft_message(_draft(content={}, markdown="First paragraph.\n\nMore."))
     assert "First paragraph." in _text(built)
+
+
+def test_split_for_inputs_round_trips() -> None:
+    assert blocks.split_for_inputs("") == [""]
+    text = "a\n\nb" + "\n" + "c" * 2999 + "\n" + "d"
+    pieces = blocks.split_for_inputs(text)
+    assert "\n".join(pieces) == text and all(len(p) <= 3000 for p in pieces)
+    assert [len(p) for p in blocks.split_for_inputs("z" * 7000)] == [3000, 3000, 1000]
 
 
 def test_modal_metadata_round_trips() -> None:

@@ -206,14 +206,18 @@ def test_edit_modal_is_prefilled_and_submission_approves_the_edit(hw: Harness) -
     opened = hw.fake.wait_for("views.open")[0]
     view = opened.args["view"] if isinstance(opened.args["view"], dict) \
         else json.loads(opened.args["view"])
-    field = view["blocks"][1]["element"]
-    assert field["initial_value"] == draft.markdown[:3000]
+    ids = blocks.edit_block_ids(view)
+    prefilled = "\n".join(b["element"].get("initial_value", "") for b in view["blocks"]
+                          if b.get("block_id") in ids)
+    assert prefilled == draft.markdown
 
-    empty = hw.submit_view(view, values={blocks.EDIT_BLOCK: {blocks.EDIT_INPUT: "  "}})
+    empty = hw.submit_view(view, values={i: {blocks.EDIT_INPUT: "  "} for i in ids})
     assert empty.json()["response_action"] == "errors"
 
     edited = "Pool exhausted after v2.14.0: raise maximumPoolSize to 40, then roll back."
-    response = hw.submit_view(view, values={blocks.EDIT_BLOCK: {blocks.EDIT_INPUT: edited}})
+    values = {i: {blocks.EDIT_INPUT: ""} for i in ids}
+    values[ids[0]] = {blocks.EDIT_INPUT: edited}
+    response = hw.submit_view(view, values=values)
     assert response.status_code == 200
     update = hw.fake.wait_for("chat.update", count=2)[1]
     assert update.args["ts"] == ts

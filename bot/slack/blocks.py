@@ -372,18 +372,53 @@ def draft_actions(draft_id: int) -> ActionsBlock:
     ])
 
 
+def split_for_inputs(text: str, *, limit: int = _INPUT_MAX) -> list[str]:
+    """Cut text into pieces Slack inputs accept (3000 characters), at line ends, so
+    ``"\\n".join(pieces) == text`` for any text without a single line over the limit."""
+    pieces: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in text.split("\n"):
+        while len(line) > limit:  # one enormous line: cut it hard
+            if current:
+                pieces.append("\n".join(current))
+                current, size = [], 0
+            pieces.append(line[:limit])
+            line = line[limit:]
+        if current and size + 1 + len(line) > limit:
+            pieces.append("\n".join(current))
+            current, size = [], 0
+        size += len(line) + (1 if current else 0)
+        current.append(line)
+    pieces.append("\n".join(current))
+    return pieces
+
+
+def edit_block_ids(view: Mapping[str, Any]) -> list[str]:
+    """The edit modal's text inputs, in order."""
+    return [b["block_id"] for b in view.get("blocks", [])
+            if str(b.get("block_id", "")).startswith(EDIT_BLOCK + ":")]
+
+
 def edit_modal(draft: Draft, *, ref: DraftRef) -> dict[str, Any]:
-    """A modal prefilled with the draft's markdown; submitting approves the edited text."""
+    """A modal prefilled with the draft's markdown; submitting approves the edited text.
+    Drafts longer than one Slack input (3000 characters) are split over several."""
+    pieces = split_for_inputs(draft.markdown)[:90]  # a modal holds at most 100 blocks
+    inputs: list[Block] = []
+    for index, piece in enumerate(pieces):
+        label = "Draft text" if len(pieces) == 1 else f"Draft text ({index + 1}/{len(pieces)})"
+        element = PlainTextInputElement(action_id=EDIT_INPUT, multiline=True,
+                                        max_length=_INPUT_MAX,
+                                        initial_value=piece or None)
+        inputs.append(InputBlock(block_id=f"{EDIT_BLOCK}:{index}", label=label,
+                                 element=element, optional=index > 0))
     return View(
         type="modal", callback_id=EDIT_MODAL, private_metadata=ref.dumps(),
         title="Edit draft", submit="Approve edited", close="Cancel",
         blocks=[
             ContextBlock(elements=[_md(f"Draft #{draft.id} · {draft.kind.value}. "
                                        "Submitting approves your edited text.")]),
-            InputBlock(block_id=EDIT_BLOCK, label="Draft text",
-                       element=PlainTextInputElement(
-                           action_id=EDIT_INPUT, multiline=True, max_length=_INPUT_MAX,
-                           initial_value=_clip(draft.markdown, _INPUT_MAX))),
+            *inputs,
         ],
     ).to_dict()
 

@@ -322,17 +322,17 @@ def register_draft_actions(app: App, room: SlackRoom) -> None:
         return str(body["user"]["id"])
 
     def ack_edit(ack: Ack, view: dict[str, Any]) -> None:
-        text = _view_value(view, blocks.EDIT_BLOCK, blocks.EDIT_INPUT)
+        text = _edited_text(view)
         if not text.strip():
-            ack(response_action="errors",
-                errors={blocks.EDIT_BLOCK: "The draft text cannot be empty."})
+            first = (blocks.edit_block_ids(view) or [blocks.EDIT_BLOCK])[0]
+            ack(response_action="errors", errors={first: "The draft text cannot be empty."})
             return
         ack()
 
     def edit_submitted(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         ref = blocks.DraftRef.loads(view["private_metadata"])
         user = _view_user(body)
-        text = _view_value(view, blocks.EDIT_BLOCK, blocks.EDIT_INPUT)
+        text = _edited_text(view)
         if not text.strip():
             return  # Bolt runs lazy listeners even when the ack refused the submission
         click = Click(user=user, draft_id=ref.draft_id, channel=ref.channel, ts=ref.ts,
@@ -406,6 +406,12 @@ def _view_value(view: Mapping[str, Any], block_id: str, action_id: str) -> str:
     values = (view.get("state") or {}).get("values") or {}
     value = (values.get(block_id) or {}).get(action_id) or {}
     return str(value.get("value") or "")
+
+
+def _edited_text(view: Mapping[str, Any]) -> str:
+    """The edit modal's pieces joined back together, in order."""
+    return "\n".join(_view_value(view, block_id, blocks.EDIT_INPUT)
+                     for block_id in blocks.edit_block_ids(view)).rstrip("\n")
 
 
 def _ephemeral(client: WebClient, click: Click, text: str) -> None:
