@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch, helpers
 
+from bot import metrics
 from bot.adapters.elasticsearch import ElasticsearchLogSource
 from bot.adapters.logfiles import FileLogSource
 from bot.domain import Alert, EvidencePart
@@ -193,8 +194,11 @@ def _assert_gap(part: EvidencePart, phrase: str, *, index: str = "logs-*") -> No
 ])
 def test_overload_and_unavailable_become_gaps(fake: FakeElasticsearch, status: int,
                                                phrase: str) -> None:
+    labels = {"backend": "elasticsearch", "operation": "search"}
+    before = metrics.sample("hotwash_backend_errors_total", labels)
     fake.fail(status)
     _assert_gap(_collect(fake), phrase)
+    assert metrics.sample("hotwash_backend_errors_total", labels) == before + 1
     fake.clear_faults()
     fake.seed("logs-a", _docs(5, start=AT, every_s=1))
     assert _collect(fake).gaps == ()

@@ -28,6 +28,7 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, TransportError
 from elasticsearch import ApiError, Elasticsearch
 
+from bot import metrics
 from bot.condense import (
     ERROR_LEVELS,
     LEVEL_ALIASES,
@@ -210,7 +211,9 @@ class ElasticsearchLogSource:
         }
 
     # --- requests ---------------------------------------------------------
-    def _fail(self, exc: Exception, *, index: str, request: str) -> QueryFailed:
+    def _fail(self, exc: Exception, *, index: str, request: str,
+              operation: str) -> QueryFailed:
+        metrics.record_backend_error(backend="elasticsearch", operation=operation)
         error = describe_error(exc, index=index, timeout_s=self.settings.es_timeout_s,
                                hosts=self._hosts)
         return QueryFailed(EvidenceGap(source=f"elasticsearch:{index}", error=error,
@@ -223,7 +226,8 @@ class ElasticsearchLogSource:
         try:
             return dict(self.client.search(index=index, body=body))
         except Exception as exc:  # every failure becomes a gap; see describe_error
-            raise self._fail(exc, index=label_index, request=request) from None
+            raise self._fail(exc, index=label_index, request=request,
+                             operation="search") from None
 
     def _read(self, alert: Alert, start: datetime, end: datetime, *, cap: ReadCap,
               total: int | None, errors_only: bool = False) -> list[tuple[str, LogLine]]:
@@ -248,7 +252,8 @@ class ElasticsearchLogSource:
             pit_id = str(self.client.open_point_in_time(
                 index=index, keep_alive=PIT_KEEP_ALIVE)["id"])
         except Exception as exc:
-            raise self._fail(exc, index=index, request=pit_request) from None
+            raise self._fail(exc, index=index, request=pit_request,
+                             operation="open_point_in_time") from None
         body["sort"] = [*body["sort"], {"_shard_doc": "asc"}]
         try:
             after: list[Any] | None = None
