@@ -174,13 +174,13 @@ class Harness:
 
     def click(self, action_id: str, *, draft_id: int, user: str = APPROVER,
               channel: str = ALERT_CHANNEL, message_ts: str = "1.000001",
-              **kwargs: Any) -> httpx.Response:
+              ephemeral: bool = False, **kwargs: Any) -> httpx.Response:
         payload = {
             "type": "block_actions", "team": {"id": TEAM_ID, "domain": "hotwash"},
             "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID},
             "api_app_id": APP_ID, "token": "legacy",
             "container": {"type": "message", "message_ts": message_ts, "channel_id": channel,
-                          "is_ephemeral": False},
+                          "is_ephemeral": ephemeral},
             "trigger_id": f"13345.{time.monotonic_ns()}.xyz",
             "channel": {"id": channel, "name": "alerts"},
             "message": {"type": "message", "ts": message_ts, "bot_id": "B0HOTWASH"},

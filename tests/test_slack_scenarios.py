@@ -254,3 +254,64 @@ def test_regenerate_replaces_the_draft_in_place(hw: Harness) -> None:
     assert new_id != draft_id
     assert hw.store.get_draft(draft_id=draft_id).status is DraftStatus.SUPERSEDED
     eventually(lambda: hw.store.get_draft(draft_id=new_id).message_ts == ts)
+
+
+def test_member_of_the_approver_group_may_approve(tmp_path: Path) -> None:
+    with running(tmp_path, approvers=[],
+                 extra_settings={"approver_group": "S0ONCALL"}) as hw:
+        hw.fake.add_usergroup("S0ONCALL", ["U0GROUPIE"])
+        draft_id, ts = _alert_draft(hw)
+        hw.click(blocks.APPROVE, draft_id=draft_id, user=STRANGER, message_ts=ts)
+        hw.fake.wait_for("chat.postEphemeral")
+        hw.click(blocks.APPROVE, draft_id=draft_id, user="U0GROUPIE", message_ts=ts)
+        update = hw.fake.wait_for("chat.update", count=2)[1]
+        assert "Approved by <@U0GROUPIE>" in json.dumps(update.args["blocks"])
+        assert hw.fake.calls_to("usergroups.users.list")[0].args["usergroup"] == "S0ONCALL"
+
+
+def test_slash_triage_where_the_bot_cannot_post_shows_the_draft_privately(
+        hw: Harness) -> None:
+    hw.fake.inject("chat.postMessage", status=200, error="not_in_channel", retry_after=None,
+                   times=3)
+    hw.command("triage payments API timing out for EU customers", channel="C0ELSEWHERE")
+    reply = hw.fake.wait_for("response_url", where=lambda c: "blocks" in c.args)[0]
+    assert reply.args["response_type"] == "ephemeral"
+    actions = [b for b in reply.args["blocks"] if b["type"] == "actions"][0]
+    draft_id = int(actions["elements"][0]["value"])
+    # Approving an ephemeral draft replaces it through the response_url.
+    payload_click = hw.click(blocks.APPROVE, draft_id=draft_id, channel="C0ELSEWHERE",
+                             ephemeral=True)
+    assert payload_click.status_code == 200
+    replaced = hw.fake.wait_for("response_url", where=lambda c: c.args.get("replace_original")
+                                is True)[0]
+    assert "Approved by" in json.dumps(replaced.args["blocks"])
+    assert hw.store.get_draft(draft_id=draft_id).status is DraftStatus.APPROVED
+
+
+def test_alertmanager_slack_notifier_attachment_is_triaged(hw: Harness) -> None:
+    attachment = {
+        "color": "danger", "fallback": "[FIRING:1] CheckoutHighErrorRate",
+        "title": "[FIRING:1] CheckoutHighErrorRate",
+        "text": "*Alert:* checkout is returning HTTP 5xx - `critical`\n*Details:*\n"
+                "  • *alertname:* `CheckoutHighErrorRate`\n  • *service:* `checkout`\n"
+                "  • *namespace:* `shop`\n  • *severity:* `critical`",
+    }
+    event = hw.message("", subtype="bot_message", bot_id="B0ALERTMANAGER",
+                       attachments=[attachment])
+    hw.event(event, event_id="EvATTACH")
+    working = hw.fake.wait_for("chat.postMessage")[0]
+    assert working.args["thread_ts"] == event["ts"]
+    assert "*CheckoutHighErrorRate*" in working.args["text"]
+    _draft_update(hw)
+
+
+def test_thread_replies_and_other_channels_are_not_triaged(hw: Harness) -> None:
+    root = hw.message(NOTIFIER_TEXT)
+    reply = hw.message("looking into it", thread_ts=root["ts"])
+    elsewhere = hw.message(NOTIFIER_TEXT, channel="C0RANDOM")
+    for n, event in enumerate((reply, elsewhere)):
+        assert hw.event(event, event_id=f"EvSKIP{n}").status_code == 200
+    eventually(lambda: all(hw.store.get_received(received_id=i).status == "ignored"
+                           for i in (1, 2)))
+    assert hw.store.list_drafts() == []
+    assert hw.fake.calls_to("chat.postMessage") == []
