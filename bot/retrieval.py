@@ -18,6 +18,7 @@ because "no runbook covers this" is more useful to an on-call engineer than a wr
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -97,10 +98,12 @@ WEAK = frozenset(
 )
 # The mix (weights and threshold) is set on benchmarks/retrieval_queries.yaml, our own set.
 W_NAME, W_DENSE, W_LEXICAL = 0.40, 0.40, 0.20
+TEXT_WEIGHTS = (0.25, 0.50, 0.25)  # a message has no name: meaning weighs more
 EVIDENCE_MIDPOINT = 0.75  # mix + cosine where a match is a coin flip
 CONFIDENCE_SLOPE = 6.0
 ABSTAIN_BELOW = 0.5
 EXACT_BONUS = 0.25
+LINKED_CONFIDENCE = 0.9
 
 
 def stem(word: str) -> str:
@@ -135,6 +138,7 @@ class Query:
     name: str  # an alert name ("" for a plain message)
     text: str  # free text: name words, summary, description, message
     labels: str  # label values that may name the subject (job, service, container)
+    runbook_hint: str = ""  # last path segment of the alert's runbook_url, lowercased
 
     @classmethod
     def of(cls, query: Alert | str) -> Query:
@@ -155,8 +159,22 @@ class Query:
         name = alert.name if _looks_like_identifier(alert.name) else ""
         if not name and alert.name and not any(alert.name in p for p in text_parts if p):
             text_parts.insert(0, alert.name)
+        urls = [alert.annotations.get(k, "") for k in ("runbook_url", "runbook", "runbook_link")]
+        urls += _URL.findall("\n".join(p for p in text_parts if p))
+        hint = next((_runbook_hint(u) for u in urls if u and "runbook" in u.lower()), "")
+        # URLs are not words about the incident: their host and path would only add noise.
+        text_parts = [_URL.sub(" ", p).strip() for p in text_parts if p]
         text = "\n".join([humanize_name(name), *[p for p in text_parts if p]]).strip()
-        return cls(name=name, text=text, labels=" ".join(label_parts))
+        return cls(name=name, text=text, labels=" ".join(label_parts), runbook_hint=hint)
+
+
+_URL = re.compile(r"https?://\S+")
+
+
+def _runbook_hint(url: str) -> str:
+    path = url.split("#", 1)[0].split("?", 1)[0].rstrip("/")
+    last = path.rsplit("/", 1)[-1]
+    return last.removesuffix(".md").lower()
 
 
 def _looks_like_identifier(name: str) -> bool:
@@ -255,12 +273,17 @@ class HybridRunbookIndex:
         name_scores = self._name_scores(q)
         dense_rb, best_row, cosine = self._dense_scores(q)
         lexical = self._lexical_scores(q)
-        mixed = W_NAME * name_scores + W_DENSE * dense_rb + W_LEXICAL * lexical
-        if q.name:
-            # The runbook's author named this very alert: the strongest evidence there is.
-            exact = humanize_name(q.name)
-            mixed += np.array([EXACT_BONUS if exact in rb.aliases else 0.0
-                               for rb in self._runbooks])
+        w_name, w_dense, w_lexical = (W_NAME, W_DENSE, W_LEXICAL) if q.name else TEXT_WEIGHTS
+        mixed = w_name * name_scores + w_dense * dense_rb + w_lexical * lexical
+        # Named links are the strongest evidence there is: the runbook's author named this very
+        # alert (file name, title or `alerts:`), or the alert links its runbook (runbook_url).
+        exact = humanize_name(q.name) if q.name else None
+        linked = np.array([
+            (exact is not None and exact in rb.aliases)
+            or (bool(q.runbook_hint) and rb.id.rsplit("/", 1)[-1].lower() == q.runbook_hint)
+            for rb in self._runbooks
+        ])
+        mixed += EXACT_BONUS * linked
         # A page that only links elsewhere is scored as its target where that is better.
         for rb in self._runbooks:
             if rb.thin:
@@ -274,6 +297,7 @@ class HybridRunbookIndex:
         # absolute cosine of the best chunk joins it; off-topic questions stay low on both.
         evidence = mixed + cosine
         confidence = 1.0 / (1.0 + np.exp(-CONFIDENCE_SLOPE * (evidence - EVIDENCE_MIDPOINT)))
+        confidence = np.where(linked, np.maximum(confidence, LINKED_CONFIDENCE), confidence)
         order = np.argsort(-mixed, kind="stable")
         out: list[tuple[float, _Runbook, int]] = []
         ceiling = 1.0

@@ -296,3 +296,17 @@ def test_cli_search_prints_a_readable_list(tmp_path: Path) -> None:
     code, out, _ = _invoke(["runbooks", "search", OFF_TOPIC, "--runbooks", str(corpus)],
                            tmp_path)
     assert code == 0 and "No runbook covers this" in out
+
+
+def test_runbook_url_on_the_alert_is_honoured_and_urls_are_not_query_words(
+    index: HybridRunbookIndex,
+) -> None:
+    linked = Alert(
+        name="ControlPlaneWritesStuck", summary="writes to the control plane store hang",
+        annotations={"runbook_url": "https://runbooks.example.dev/runbooks/etcd/etcdnoleader/"},
+        fingerprint="f",
+    )
+    query = Query.of(linked)
+    assert query.runbook_hint == "etcdnoleader"
+    assert "https" not in query.text and "example" not in query.text
+    assert index.match(linked)[0].id == "etcd/etcdNoLeader"
