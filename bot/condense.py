@@ -88,6 +88,7 @@ class LogVolume:
     start: datetime
     buckets: list[dict[str, int]] = field(default_factory=list)
     services: dict[str, int] = field(default_factory=dict)
+    error_services: dict[str, int] = field(default_factory=dict)
     levels: dict[str, int] = field(default_factory=dict)
     total: int = 0
     baseline_total: int = 0
@@ -124,6 +125,7 @@ class VolumeCounter:
         self.buckets: list[Counter[str]] = [Counter() for _ in range(self.n)]
         self.levels: Counter[str] = Counter()
         self.services: Counter[str] = Counter()
+        self.error_services: Counter[str] = Counter()
         self.baseline_levels: Counter[str] = Counter()
         self.baseline_s = baseline_s
 
@@ -135,6 +137,8 @@ class VolumeCounter:
         self.levels[level] += 1
         if line.service:
             self.services[line.service] += 1
+            if level in ERROR_LEVELS:
+                self.error_services[line.service] += 1
 
     def add_baseline(self, line: LogLine) -> None:
         self.baseline_levels[normalize_level(line.level) or "unknown"] += 1
@@ -143,6 +147,7 @@ class VolumeCounter:
         return LogVolume(
             interval_s=self.interval, start=self.start,
             buckets=[dict(b) for b in self.buckets], services=dict(self.services),
+            error_services=dict(self.error_services),
             levels=dict(self.levels), total=sum(self.levels.values()),
             baseline_total=sum(self.baseline_levels.values()),
             baseline_levels=dict(self.baseline_levels), baseline_s=self.baseline_s,
@@ -377,6 +382,9 @@ def _summary(volume: LogVolume, *, condensed: Condensed, capped: bool, window: s
     if volume.services:
         top = sorted(volume.services.items(), key=lambda kv: -kv[1])[:5]
         parts.append("Services: " + ", ".join(f"{s} {n:,}" for s, n in top) + ".")
+    if volume.error_services:
+        top = sorted(volume.error_services.items(), key=lambda kv: -kv[1])[:5]
+        parts.append("Errors by service: " + ", ".join(f"{s} {n:,}" for s, n in top) + ".")
     if volume.baseline_s:
         parts.append(f"Baseline (previous {volume.baseline_s // 60} min): "
                      f"{volume.baseline_total:,} lines ({levels(volume.baseline_levels)}).")

@@ -108,6 +108,8 @@ def test_window_and_label_filters_decide_what_is_counted(
     checkout = [r for r in in_window if r["service"]["name"] == "checkout"]
     assert len(checkout) < len(in_window)  # the frontend lines are filtered out
     assert part.items[0].count == len(checkout) == part.stats["lines"]
+    errors = sum(1 for r in checkout if r["log.level"] == "error")
+    assert f"Errors by service: checkout {errors:,}." in part.items[0].text
     baseline = [r for r in sample["logs"] if _in_window(r, "2026-11-28T12:50", "2026-11-28T13:50")
                 and r["service"]["name"] == "checkout"]
     assert part.stats["baseline_lines"] == len(baseline)

@@ -3,8 +3,8 @@
 Every query is a fixed template filled with the alert window and label values (bool
 filter + range + terms); nothing a model writes ever reaches Elasticsearch. Per alert:
 
-1. one aggregation request: totals, counts by level over time (date_histogram) and by
-   service in the window, counts by level in the baseline;
+1. one aggregation request: totals, counts by level over time (date_histogram), by
+   service and errors by service in the window, counts by level in the baseline;
 2. the window's lines (``_source`` limited to the mapped fields), one page when small,
    else ``search_after`` over a point in time, stopping at ``log_max_lines`` lines or
    ``log_max_bytes`` bytes; when capped, an error sample is read too so errors are never
@@ -174,6 +174,10 @@ class ElasticsearchLogSource:
                         },
                         "levels": {"terms": {"field": level, "size": 20}},
                         "services": {"terms": {"field": service, "size": 10}},
+                        "errors": {
+                            "filter": {"terms": {level: _error_level_values()}},
+                            "aggs": {"services": {"terms": {"field": service, "size": 10}}},
+                        },
                     },
                 },
                 "baseline": {
@@ -357,6 +361,10 @@ class ElasticsearchLogSource:
             buckets=[levels(b.get("levels", {})) for b in hist],
             services={str(b["key"]): int(b["doc_count"])
                       for b in (win.get("services") or {}).get("buckets", [])},
+            error_services={
+                str(b["key"]): int(b["doc_count"])
+                for b in ((win.get("errors") or {}).get("services") or {}).get("buckets", [])
+            },
             levels=levels(win.get("levels", {})),
             total=int(win.get("doc_count", 0)),
             baseline_total=int(base.get("doc_count", 0)),
