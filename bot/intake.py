@@ -166,9 +166,12 @@ class Intake:
         return accepted
 
     def slack_message(self, *, event: Mapping[str, Any], received_id: int) -> Accepted:
-        """A message posted in an alert channel (runs on Bolt's lazy-listener thread, so
-        triage happens inline). Raises ``PayloadError`` for a message with no text."""
-        return self.accept(received_id=received_id, body=event, background=False)
+        """A message posted in an alert channel. Parsing and grouping run here (on Bolt's
+        lazy-listener thread); triage and the paced posting run on the intake's executor,
+        so an alert storm waiting for its channel's posting slots never holds up the
+        listener threads that handle Approve clicks. Raises ``PayloadError`` for a
+        message with no text."""
+        return self.accept(received_id=received_id, body=event, background=True)
 
     def _run(self, background: bool, fn: Callable[..., Triaged | None],
              **kwargs: Any) -> Future[Triaged | None]:

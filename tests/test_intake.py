@@ -25,7 +25,10 @@ def hw(tmp_path: Path) -> Iterator[Harness]:
 def _deliver(hw: Harness, event: dict[str, Any]) -> Any:
     body = json.dumps(event).encode()
     received_id = hw.room.intake.persist(source="slack:event", body=body, headers={})
-    return hw.room.intake.slack_message(event=event, received_id=received_id)
+    accepted = hw.room.intake.slack_message(event=event, received_id=received_id)
+    for job in accepted.jobs:  # triage runs on the intake's executor
+        job.result(timeout=30)
+    return accepted
 
 
 def test_a_flapping_alert_opens_one_incident_and_one_draft(hw: Harness) -> None:
