@@ -92,6 +92,15 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("github_token", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}")),
     _Rule("aws_access_key", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b")),
     _Rule(
+        "auth_header",
+        # Authorization: Basic/Bearer/ApiKey/Token/Digest <credentials>, any casing.
+        re.compile(
+            r"(?P<keep>(?i:authorization)[\"']?\s*[:=]\s*[\"']?"
+            r"(?i:basic|bearer|apikey|token|digest)\s+)[A-Za-z0-9._~+/=-]{6,}"
+        ),
+        replace=_keep_group("keep"),
+    ),
+    _Rule(
         "bearer_token",
         re.compile(r"(?P<keep>\b(?:[Bb]earer|[Tt]oken)\s+)[A-Za-z0-9._~+/=-]{16,}"),
         replace=_keep_group("keep"),

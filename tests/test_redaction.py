@@ -28,6 +28,11 @@ SECRETS = [
      "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"),
     ("bearer_token", "Authorization: Bearer 9f8e7d6c5b4a39281706f5e4d3c2b1a0",
      "9f8e7d6c5b4a39281706f5e4d3c2b1a0"),
+    ("auth_header", "curl -H 'Authorization: Basic dXNlcjpwYXNzd29yZA==' http://es:9200",
+     "dXNlcjpwYXNzd29yZA=="),
+    ("auth_header", "headers={'authorization': "
+                    "'ApiKey VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=='}",
+     "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="),
     ("jwt", "cookie session=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
             "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
      "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"),
@@ -85,6 +90,7 @@ ORDINARY = [
     "amount=123.45 currency=EUR order 1234567890123",
     "jk2_init() Found child 6725 in scoreboard slot 10",
     "user@host:~$ ls",
+    "Basic authentication enabled; WWW-Authenticate: Basic realm=security",
 ]
 
 
