@@ -370,3 +370,22 @@ def test_evidence_with_gaps_is_gathered_again_next_time(tmp_path: Path) -> None:
         assert first.content["gaps"] and not second.content["gaps"]
     finally:
         svc.store.close()
+
+
+def test_rate_limited_primary_asking_for_minutes_hands_over_at_once(
+    services: Services, fake: FakeOpenAI,
+) -> None:
+    fake.script(Status(429, headers={"Retry-After": "600"}))
+    draft = triage(alert=checkout_alert(), services=services)
+    assert draft.model == "secondary-m"
+    assert any("429" in n for n in draft.notes)
+    assert len(fake.chat_requests()) == 2
+
+
+def test_secrets_in_the_alert_never_reach_the_model(services: Services, fake: FakeOpenAI) -> None:
+    alert = checkout_alert(description="DSN postgresql://app:Hunter2Pw@db:5432/shop failing; "
+                                       "api_key=sk-live-4f9d8e7c6b5a4f3e2d1c")
+    triage(alert=alert, services=services)
+    sent = str(fake.chat_requests()[0]["messages"])
+    assert "Hunter2Pw" not in sent and "sk-live-4f9d8e7c6b5a4f3e2d1c" not in sent
+    assert "[REDACTED" in sent and "failing" in sent
