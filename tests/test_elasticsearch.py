@@ -307,3 +307,50 @@ def test_bulk_reports_item_statuses_to_the_real_helpers(fake: FakeElasticsearch)
         assert found["hits"]["hits"][0]["_id"] == "2"
     finally:
         client.close()
+
+
+def test_fake_query_dsl_and_aggregations_through_the_real_client(
+        fake: FakeElasticsearch) -> None:
+    fake.seed("logs-a", [
+        {"@timestamp": "2026-11-28T14:00:10Z", "message": "Connection refused by db",
+         "log": {"level": "error"}, "event": {"duration": 5}, "service": {"name": "a"}},
+        {"@timestamp": "2026-11-28T14:01:20Z", "message": "connection pool ready",
+         "log": {"level": "info"}, "event": {"duration": 50}, "service": {"name": "a"}},
+        {"@timestamp": "2026-11-28T14:03:00Z", "message": "disk full",
+         "log": {"level": "error"}, "service": {"name": "b"}},
+    ])
+    client = Elasticsearch(fake.url)
+    try:
+        def ids(**kwargs: Any) -> list[str]:
+            hits = client.search(index="logs-*", sort=[{"@timestamp": "asc"}], **kwargs)
+            return [h["_source"]["message"] for h in hits["hits"]["hits"]]
+
+        assert ids(query={"match": {"message": "CONNECTION"}}) == [
+            "Connection refused by db", "connection pool ready"]
+        assert ids(query={"match": {"message": {"query": "connection db",
+                                                "operator": "and"}}}) == [
+            "Connection refused by db"]
+        # Without must/filter a should clause is required (minimum_should_match 1) ...
+        assert ids(query={"bool": {"must_not": [{"term": {"log.level": "info"}}],
+                                   "should": [{"exists": {"field": "event.duration"}}]}}) == [
+            "Connection refused by db"]
+        # ... with a filter it is optional.
+        assert ids(query={"bool": {"filter": [{"terms": {"log.level": ["error"]}}],
+                                   "should": [{"exists": {"field": "event.duration"}}]}}) == [
+            "Connection refused by db", "disk full"]
+        assert ids(query={"range": {"event.duration": {"gt": 5}}}) == ["connection pool ready"]
+        assert ids(query={"range": {"@timestamp": {"gte": "2026-11-28T14:01:00Z",
+                                                   "lt": "2026-11-28T14:03:00Z"}}}) == [
+            "connection pool ready"]
+        result = client.search(index="logs-*", size=0, aggs={
+            "levels": {"terms": {"field": "log.level"}},
+            "per_min": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m"}},
+        })
+        levels = {b["key"]: b["doc_count"] for b in result["aggregations"]["levels"]["buckets"]}
+        assert levels == {"error": 2, "info": 1}
+        minutes = [(b["key_as_string"], b["doc_count"])
+                   for b in result["aggregations"]["per_min"]["buckets"]]
+        assert minutes == [("2026-11-28T14:00:00.000Z", 1), ("2026-11-28T14:01:00.000Z", 1),
+                           ("2026-11-28T14:02:00.000Z", 0), ("2026-11-28T14:03:00.000Z", 1)]
+    finally:
+        client.close()
