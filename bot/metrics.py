@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -332,6 +333,16 @@ def record_backend_error(*, backend: Backend, operation: str) -> None:
     BACKEND_ERRORS.labels(
         backend=_closed(Backend, backend), operation=_free("backend", "operation", operation)
     ).inc()
+
+
+@contextmanager
+def backend_call(*, backend: Backend, operation: str) -> Iterator[None]:
+    """Count an exception leaving the block as a backend error; it still propagates."""
+    try:
+        yield
+    except Exception:
+        record_backend_error(backend=backend, operation=operation)
+        raise
 
 
 def record_quota_use(*, ratio: float) -> None:

@@ -287,3 +287,31 @@ def test_pending_drafts_come_from_the_real_store(pending_source: None, tmp_path:
         assert ({"kind": "triage"}, 900.0) in got["hotwash_oldest_pending_draft_age_seconds"]
     finally:
         store.close()
+
+
+def test_chroma_server_down_counts_a_backend_error(tmp_path: Path) -> None:
+    import socket
+
+    from bot.adapters.chroma import open_runbook_store
+    from bot.settings import Settings
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    labels = {"backend": "chroma", "operation": "connect"}
+    before = metrics.sample("hotwash_backend_errors_total", labels)
+    with pytest.raises(Exception, match="Chroma"):
+        open_runbook_store(Settings(data_dir=tmp_path, chroma_host="127.0.0.1",
+                                    chroma_port=port), embedder_name="test")
+    assert metrics.sample("hotwash_backend_errors_total", labels) == before + 1
+
+
+def test_backend_call_counts_only_failures() -> None:
+    labels = {"backend": "elasticsearch", "operation": "count"}
+    before = metrics.sample("hotwash_backend_errors_total", labels)
+    with metrics.backend_call(backend="elasticsearch", operation="count"):
+        pass
+    with pytest.raises(TimeoutError), \
+            metrics.backend_call(backend="elasticsearch", operation="count"):
+        raise TimeoutError("read timed out")
+    assert metrics.sample("hotwash_backend_errors_total", labels) == before + 1

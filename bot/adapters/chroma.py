@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bot import metrics
+
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
@@ -68,7 +70,8 @@ class ChromaRunbookStore:
 
     def stored_hashes(self) -> dict[str, str]:
         """runbook id -> content hash of the version that is indexed."""
-        got = self._collection.get(where={"kind": "overview"}, include=["metadatas"])
+        with metrics.backend_call(backend="chroma", operation="get"):
+            got = self._collection.get(where={"kind": "overview"}, include=["metadatas"])
         return {str(m["runbook_id"]): str(m["hash"]) for m in got["metadatas"] or []}
 
     def replace(self, *, runbooks: Sequence[Runbook],
@@ -93,8 +96,9 @@ class ChromaRunbookStore:
                     "body_chars": rb.body_chars,
                 })
         if ids:
-            self._collection.add(ids=ids, embeddings=np.asarray(vectors, dtype=np.float32),
-                                 documents=documents, metadatas=metadatas)
+            with metrics.backend_call(backend="chroma", operation="add"):
+                self._collection.add(ids=ids, embeddings=np.asarray(vectors, dtype=np.float32),
+                                     documents=documents, metadatas=metadatas)
 
     def remove(self, *, runbook_ids: Sequence[str]) -> None:
         if runbook_ids:
@@ -102,7 +106,8 @@ class ChromaRunbookStore:
 
     def load(self) -> tuple[list[StoredChunk], NDArray[np.float32]]:
         """Every chunk and its vector (the retriever scores all runbooks exactly)."""
-        got = self._collection.get(include=["documents", "metadatas", "embeddings"])
+        with metrics.backend_call(backend="chroma", operation="load"):
+            got = self._collection.get(include=["documents", "metadatas", "embeddings"])
         chunks: list[StoredChunk] = []
         for chunk_id, doc, meta in zip(got["ids"], got["documents"] or [],
                                        got["metadatas"] or [], strict=True):
@@ -137,9 +142,10 @@ def open_client(settings: Settings, *, index_dir: Path | None = None) -> Any:
 def open_runbook_store(settings: Settings, *, index_dir: Path | None = None,
                        embedder_name: str, collection: str | None = None) -> ChromaRunbookStore:
     """The runbook collection of the configured Chroma (``index_dir`` forces an embedded one)."""
-    return ChromaRunbookStore(client=open_client(settings, index_dir=index_dir),
-                              collection=collection or settings.chroma_collection,
-                              embedder_name=embedder_name)
+    with metrics.backend_call(backend="chroma", operation="connect"):
+        return ChromaRunbookStore(client=open_client(settings, index_dir=index_dir),
+                                  collection=collection or settings.chroma_collection,
+                                  embedder_name=embedder_name)
 
 
 def collection_for(settings: Settings, runbooks_dir: Path | None) -> str:
