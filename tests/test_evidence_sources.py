@@ -49,6 +49,21 @@ def _in_window(record: dict[str, Any], start: str, end: str) -> bool:
 Collect = Callable[..., EvidencePart]
 
 
+@pytest.fixture(scope="module")
+def seeded_es(sample: dict[str, list[dict[str, Any]]]) -> Iterator[FakeElasticsearch]:
+    """One fake server for the module, seeded through ``_bulk`` with the sample files."""
+    with FakeElasticsearch() as fake:
+        seeder = Elasticsearch(fake.url)
+        try:
+            helpers.bulk(seeder, ({"_index": "logs-checkout", "_source": r}
+                                  for r in sample["logs"]))
+            helpers.bulk(seeder, ({"_index": "traces-apm", "_source": r}
+                                  for r in sample["traces"]))
+        finally:
+            seeder.close()
+        yield fake
+
+
 @pytest.fixture(params=["files", "elasticsearch"])
 def collect(request: pytest.FixtureRequest, repo_root: Path,
             sample: dict[str, list[dict[str, Any]]]) -> Iterator[Collect]:
@@ -62,26 +77,18 @@ def collect(request: pytest.FixtureRequest, repo_root: Path,
 
         yield run_files
         return
-    with FakeElasticsearch() as fake:
-        seeder = Elasticsearch(fake.url)
+    fake: FakeElasticsearch = request.getfixturevalue("seeded_es")
+
+    def run_es(a: Alert, **overrides: Any) -> EvidencePart:
+        settings = Settings(es_hosts=[fake.url], **overrides)
+        source = build_log_source(settings)
+        assert source.name == "elasticsearch:logs-*"
         try:
-            helpers.bulk(seeder, ({"_index": "logs-checkout", "_source": r}
-                                  for r in sample["logs"]))
-            helpers.bulk(seeder, ({"_index": "traces-apm", "_source": r}
-                                  for r in sample["traces"]))
+            return source.collect(a)
         finally:
-            seeder.close()
+            source.close()  # type: ignore[attr-defined]
 
-        def run_es(a: Alert, **overrides: Any) -> EvidencePart:
-            settings = Settings(es_hosts=[fake.url], **overrides)
-            source = build_log_source(settings)
-            assert source.name == "elasticsearch:logs-*"
-            try:
-                return source.collect(a)
-            finally:
-                source.close()  # type: ignore[attr-defined]
-
-        yield run_es
+    yield run_es
 
 
 def test_the_new_pool_error_leads_the_evidence(collect: Collect,
