@@ -67,6 +67,11 @@ def _sources(env: jinja2.Environment, name: str, seen: set[str]) -> list[tuple[s
     return out
 
 
+def templates_used(name: str, folder: Path = PROMPTS_DIR) -> list[str]:
+    """``name`` and every template it includes or extends, recursively."""
+    return [part for part, _ in _sources(_environment(folder), name, set())]
+
+
 @lru_cache(maxsize=64)
 def template_hash(name: str, folder: Path = PROMPTS_DIR) -> str:
     """sha256 over the template and its partials (name + source of each)."""
@@ -87,5 +92,6 @@ def render(name: str, /, *, folder: Path = PROMPTS_DIR, **context: Any) -> Rende
 
 
 def system_templates(folder: Path = PROMPTS_DIR) -> list[str]:
-    """Every top-level system prompt (``*system*.j2``), for the safety test."""
-    return sorted(p.name for p in folder.glob("*system*.j2"))
+    """Every system prompt (``*system*.j2`` at any depth, partials aside), for the safety test."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*system*.j2")
+                  if not any(part.startswith("_") for part in p.relative_to(folder).parts))
