@@ -97,8 +97,13 @@ class Harness:
             runbook_url_base="https://git.example.com/runbooks",
             **(extra_settings or {}))
         self.store: AuditStore = build_store(self.settings)
+        models = []
+        if self.settings.llm_base_url:  # a test passes the fake model server's URL
+            from bot.llm import build_chat_models
+
+            models = build_chat_models(self.settings)
         self.services = Services(settings=self.settings, store=self.store,
-                                 runbooks=DemoRunbooks(), logs=CheckoutLogs(), models=[])
+                                 runbooks=DemoRunbooks(), logs=CheckoutLogs(), models=models)
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-triage")
         client = build_web_client(self.settings)
         poster = SlackPoster(client=client, pacer=ChannelPacer(interval_s=pace_s))

@@ -60,6 +60,7 @@ def test_pending_draft_shows_everything_an_approver_needs() -> None:
     assert "`kubectl -n shop logs deploy/checkout` _(suggested, not run)_" in body
     assert "elasticsearch: timeout after 10s" in body and "secondary model used" in body
     assert "model `qwen2.5-0.5b` · 1234+321 tokens" in body
+    assert "`E2` HikariPool timeout" in body and "`R1` DB pool" in body  # what was cited
     actions = [b for b in built if b["type"] == "actions"][0]
     assert [e["action_id"] for e in actions["elements"]] == [
         blocks.APPROVE, blocks.EDIT, blocks.REJECT, blocks.REGENERATE]

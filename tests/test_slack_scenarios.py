@@ -315,3 +315,22 @@ def test_thread_replies_and_other_channels_are_not_triaged(hw: Harness) -> None:
                            for i in (1, 2)))
     assert hw.store.list_drafts() == []
     assert hw.fake.calls_to("chat.postMessage") == []
+
+
+def test_model_written_draft_and_regenerate_with_nothing_new(tmp_path: Path) -> None:
+    from tests.fakes.openai_server import FakeOpenAI
+
+    with FakeOpenAI() as model, running(tmp_path, extra_settings={
+            "llm_base_url": model.base_url, "llm_model": "fake-model",
+            "llm_api_key": "sk-test"}) as hw:
+        draft_id, ts = _alert_draft(hw)
+        draft = hw.store.get_draft(draft_id=draft_id)
+        assert draft.model == "fake-model" and draft.prompt_tokens > 0
+        update = hw.fake.calls_to("chat.update")[0]
+        assert "model `fake-model`" in json.dumps(update.args["blocks"])
+        calls = len(model.chat_requests())
+        hw.click(blocks.REGENERATE, draft_id=draft_id, message_ts=ts)
+        note = hw.fake.wait_for("chat.postEphemeral")[0]
+        assert "Nothing changed since draft" in note.args["text"]
+        assert len(model.chat_requests()) == calls  # served from the draft cache
+        assert hw.store.get_draft(draft_id=draft_id).status is DraftStatus.PENDING

@@ -226,6 +226,29 @@ def _related_runbooks(draft: Draft, *, url_base: str | None) -> list[str]:
     return out
 
 
+def _cited_evidence(draft: Draft) -> list[str]:
+    """One line per evidence id the causes and steps cite, so approvers can judge them."""
+    index = _evidence_index(draft)
+    order: list[str] = []
+    for key, id_keys in (("likely_causes", ("evidence_ids",)), ("next_steps", ("cites",))):
+        for item in draft.content.get(key) or []:
+            for ref_id in _ids(item, *id_keys):
+                if ref_id in index and ref_id not in order:
+                    order.append(ref_id)
+    lines = []
+    for ref_id in order[:8]:
+        item = index[ref_id]
+        facts = [str(item.get("source") or "")]
+        if item.get("is_new"):
+            facts.append("new")
+        if isinstance(item.get("count"), int) and item["count"] > 1:
+            facts.append(f"{item['count']}×")
+        detail = ", ".join(f for f in facts if f)
+        lines.append(f"`{ref_id}` {_clip(str(item.get('title') or ''), 140)}"
+                     + (f" ({detail})" if detail else ""))
+    return lines
+
+
 def _gaps(draft: Draft) -> list[str]:
     gaps: list[str] = list(draft.notes)
     for gap in draft.content.get("gaps") or draft.content.get("evidence_gaps") or []:
@@ -344,6 +367,9 @@ def _body(draft: Draft, *, url_base: str | None) -> list[Block]:
     related = _related_runbooks(draft, url_base=url_base)
     if related:
         blocks.append(_section("*Runbooks:* " + ", ".join(related)))
+    cited = _cited_evidence(draft)
+    if cited:
+        blocks.append(ContextBlock(elements=[_md("*Evidence cited*\n" + "\n".join(cited))]))
     if not (causes or steps):
         # Unstructured draft (e.g. an old or hand-written one): show its markdown.
         blocks.append(_section(mrkdwn(draft.markdown)))

@@ -394,6 +394,11 @@ def register_draft_actions(app: App, room: SlackRoom) -> None:
                            payload={"draft_id": old.id, "actor": click.user, "via": "slack"})
         draft = room.intake.triage(alert=alerts[0], services=room.services, incident=incident)
         new_id = draft.id if draft.id is not None else click.draft_id
+        if new_id == click.draft_id:
+            # The pipeline's cache answered: same alert, evidence, prompt and model.
+            _ephemeral(client, click, f"Nothing changed since draft #{new_id} was written "
+                                      "(same evidence, prompt and model), so it stays.")
+            return
         if click.channel and click.ts:
             store.set_draft_message(draft_id=new_id, channel=click.channel, message_ts=click.ts)
         show(client, respond, draft_id=new_id, channel=click.channel, ts=click.ts,
