@@ -334,3 +334,12 @@ def test_model_written_draft_and_regenerate_with_nothing_new(tmp_path: Path) -> 
         assert "Nothing changed since draft" in note.args["text"]
         assert len(model.chat_requests()) == calls  # served from the draft cache
         assert hw.store.get_draft(draft_id=draft_id).status is DraftStatus.PENDING
+
+
+def test_approval_stands_when_slack_cannot_update_the_message(hw: Harness) -> None:
+    draft_id, ts = _alert_draft(hw)
+    hw.fake.inject("chat.update", status=200, error="message_not_found", retry_after=None)
+    hw.click(blocks.APPROVE, draft_id=draft_id, message_ts=ts)
+    eventually(lambda: "draft.approved" in hw.event_types(f"draft:{draft_id}"))
+    hw.fake.wait_for("chat.update", count=2)
+    assert hw.store.get_draft(draft_id=draft_id).status is DraftStatus.APPROVED

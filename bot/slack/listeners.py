@@ -261,10 +261,14 @@ def register_draft_actions(app: App, room: SlackRoom) -> None:
              decision: Decision | None = None) -> None:
         draft = store.get_draft(draft_id=draft_id)
         text, body = blocks.draft_message(draft, url_base=room.url_base, decision=decision)
-        if ephemeral and respond is not None:
-            respond(text=text, blocks=body, replace_original=True)
-        elif channel and ts:
-            client.chat_update(channel=channel, ts=ts, text=text, blocks=body)
+        try:
+            if ephemeral and respond is not None:
+                respond(text=text, blocks=body, replace_original=True)
+            elif channel and ts:
+                client.chat_update(channel=channel, ts=ts, text=text, blocks=body)
+        except SlackApiError as exc:  # the decision is stored and audited either way
+            log.warning("could not update draft %s in Slack: %s", draft_id,
+                        exc.response.get("error"))
 
     def decide(client: WebClient, respond: Respond | None, click: Click, verb: str,
                act: Callable[[], Decision]) -> None:
