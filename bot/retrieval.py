@@ -104,6 +104,7 @@ CONFIDENCE_SLOPE = 6.0
 ABSTAIN_BELOW = 0.5
 EXACT_BONUS = 0.25
 LINKED_CONFIDENCE = 0.9
+UNKNOWN_SUBJECT_PENALTY = 0.3
 
 
 def stem(word: str) -> str:
@@ -235,6 +236,8 @@ class HybridRunbookIndex:
                 df[t] += 1
         self._name_idf = {t: math.log(1 + n / c) for t, c in df.items()}
         self._bm25 = self._build_bm25()
+        self._vocabulary = frozenset(
+            t for c in self._chunks for t in tokens(f"{c.title} {c.text} {' '.join(c.names)}"))
 
     def _build_bm25(self) -> Any:
         if not self._chunks:
@@ -296,6 +299,10 @@ class HybridRunbookIndex:
         # Calibration: the rank mix alone is relative (BM25 is normalised per query), so the
         # absolute cosine of the best chunk joins it; off-topic questions stay low on both.
         evidence = mixed + cosine
+        if q.name and not self._knows_subject(q.name):
+            # The alert's first word names its system (Postgresql..., Rabbitmq...); when no
+            # runbook ever mentions that system, similar-sounding runbooks are not about it.
+            evidence = evidence - UNKNOWN_SUBJECT_PENALTY
         confidence = 1.0 / (1.0 + np.exp(-CONFIDENCE_SLOPE * (evidence - EVIDENCE_MIDPOINT)))
         confidence = np.where(linked, np.maximum(confidence, LINKED_CONFIDENCE), confidence)
         order = np.argsort(-mixed, kind="stable")
@@ -305,6 +312,14 @@ class HybridRunbookIndex:
             ceiling = min(ceiling, float(confidence[i]))  # scores never rise down the list
             out.append((ceiling, self._runbooks[i], int(best_row[i])))
         return out
+
+    def _knows_subject(self, name: str) -> bool:
+        parts = words(name)
+        if not parts:
+            return True
+        first = parts[0]
+        candidates = {*tokens(first), *(stem(x) for x in SYNONYMS.get(first, ()))}
+        return not candidates or bool(candidates & self._vocabulary)
 
     def _name_scores(self, q: Query) -> NDArray[np.float64]:
         scores = np.zeros(len(self._runbooks))

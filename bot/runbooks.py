@@ -28,6 +28,7 @@ SECTION_CHARS = 900  # ~220 tokens: a section chunk stays inside the model's 256
 OVERVIEW_CHARS = SECTION_CHARS
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
 _HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
+_K8S = re.compile(r"[Kk]8[Ss]")  # "K8sVersionSkew": a numeronym CamelCase would cut apart
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _LINK = re.compile(r"""(?:\{\{<\s*ref\s+"([^"]+?)\.md"\s*>\}\}|\]\(([^)\s]+?)\.md\))""")
 
@@ -101,7 +102,7 @@ def words(name: str) -> list[str]:
     """Split an identifier into lowercase words: ``KubePodCrashLooping`` -> kube pod crash looping,
     ``node_filesystem-full`` -> node filesystem full."""
     out: list[str] = []
-    for part in re.split(r"[^A-Za-z0-9]+", name):
+    for part in re.split(r"[^A-Za-z0-9]+", _K8S.sub("Kube", name)):
         out.extend(m.lower() for m in _CAMEL.findall(part))
     return out
 

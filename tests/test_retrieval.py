@@ -310,3 +310,18 @@ def test_runbook_url_on_the_alert_is_honoured_and_urls_are_not_query_words(
     assert query.runbook_hint == "etcdnoleader"
     assert "https" not in query.text and "example" not in query.text
     assert index.match(linked)[0].id == "etcd/etcdNoLeader"
+
+
+def test_alert_about_a_system_no_runbook_mentions_is_abstained(
+    index: HybridRunbookIndex,
+) -> None:
+    # "Leader" and "no" sound like etcdNoLeader, but no runbook here is about Zookeeper.
+    assert index.match(alert("ZookeeperNoLeader", "Zookeeper ensemble has no leader")) == []
+    assert index.match(alert("EtcdNoLeader", "etcd cluster has no leader"))[0].id == (
+        "etcd/etcdNoLeader")
+
+
+def test_k8s_numeronym_is_read_as_kube() -> None:
+    from bot.runbooks import words
+
+    assert words("K8sNodeNotReady") == ["kube", "node", "not", "ready"]
