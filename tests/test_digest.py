@@ -3,6 +3,7 @@ posting through a real WebClient to the fake Slack API."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -207,3 +208,39 @@ def test_model_narrative_is_labelled_and_a_failing_model_is_left_out(
     assert '"alerts": 5' in request["messages"][1]["content"]  # the model sees the numbers
     assert NARRATIVE_LABEL not in str(second.args["blocks"])  # model down: numbers only
     assert "4 firing" in str(second.args["blocks"])
+
+
+def test_scheduled_digest_posts_the_hour_that_ends_at_its_slot(busy_hour: AuditStore) -> None:
+    import time_machine
+
+    from bot.audit.schema import make_engine
+    from bot.jobs import JOBS, build_scheduler, claims_of, start_scheduler, stop_scheduler
+
+    url = busy_hour.engine.url.render_as_string(hide_password=False)
+    settings = Settings(database_url=url, alert_channels=["C1"], digest_cron="0 * * * *")
+    with FakeSlackAPI() as fake:
+        poster = SlackPoster(client=WebClient(base_url=fake.url, token=BOT_TOKEN),
+                             pacer=ChannelPacer(interval_s=0))
+        services = Services(settings=settings, store=busy_hour, runbooks=None,  # type: ignore[arg-type]
+                            logs=None, models=[])  # type: ignore[arg-type]
+        context = JobContext(settings=settings, table={"digest": JOBS["digest"]},
+                             services=services, slack=poster)
+        for moment in (at(9, 30), at(10, 0, 5)):  # scheduled at 09:30, due again at 10:00
+            with time_machine.travel(moment, tick=False):
+                scheduler = build_scheduler(context=context, engine=make_engine(url),
+                                            owner="bot-1")
+                start_scheduler(scheduler=scheduler, context=context)
+                try:
+                    if moment == at(10, 0, 5):
+                        [post] = fake.wait_for("chat.postMessage", timeout=10)
+                        for _ in range(100):  # the run is recorded just after the post
+                            [run] = claims_of(scheduler).recent(job_id="digest:C1")
+                            if run.status != "running":
+                                break
+                            time.sleep(0.05)
+                finally:
+                    stop_scheduler(scheduler)
+    assert post.args["channel"] == "C1"
+    assert "1h ending 2026-11-28 10:00 UTC" in str(post.args["blocks"])
+    assert "5 (4 firing, 1 resolved)" in str(post.args["blocks"])
+    assert (run.slot, run.status, run.owner) == (END, "ok", "bot-1")
