@@ -17,7 +17,9 @@
    that process (everything it loaded included). Two inputs: synthetic checkout lines
    (few templates, like one service's logs) and the 8,000 real Loghub lines cycled
    (226 templates from four systems).
-3. End to end through the fake Elasticsearch server: a 20-minute window of M lines (and a
+3. End to end through the file source: the same kind of window written as one NDJSON
+   file, ``FileLogSource.collect`` timed (reading, parsing, filtering, condensing).
+4. End to end through the fake Elasticsearch server: a 20-minute window of M lines (and a
    baseline), the real client, ``ElasticsearchLogSource.collect`` timed. The fake is pure
    Python and evaluates every query itself, so this is an upper bound on our side's cost.
 """
@@ -240,6 +242,40 @@ def end_to_end(m: int) -> None:
           f"{len(part.items)} items, {part.stats['tokens']} tokens, gaps={len(part.gaps)}")
 
 
+def files_end_to_end(n: int) -> None:
+    import tempfile
+
+    from generate import incident_records
+
+    from bot.domain import Alert
+    from bot.logsource import build_log_source
+    from bot.settings import Settings
+
+    at = datetime(2026, 11, 28, 14, 5, tzinfo=UTC)
+    start, end = at - timedelta(minutes=15), at + timedelta(minutes=5)
+    rate = n / 20 / 1.3 / 1.15
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "app.ndjson"
+        written = 0
+        with path.open("w", encoding="utf-8") as fh:
+            for r in incident_records(start=start - timedelta(hours=1), end=start,
+                                      requests_per_min=rate / 6, seed=6):
+                fh.write(json.dumps(r) + "\n")
+                written += 1
+            for r in incident_records(start=start, end=end, requests_per_min=rate, seed=5):
+                fh.write(json.dumps(r) + "\n")
+                written += 1
+        source = build_log_source(Settings(log_files=[path]))
+        alert = Alert(name="CheckoutHighErrorRate", starts_at=at, fingerprint="bench",
+                      labels={"service": "checkout", "namespace": "shop"})
+        began = time.perf_counter()
+        part = source.collect(alert)
+        elapsed = time.perf_counter() - began
+    print(f"end to end via files: {written:,} NDJSON lines in one file: {elapsed:.2f} s, "
+          f"{part.stats['lines']:,} + {part.stats['baseline_lines']:,} lines kept, "
+          f"{len(part.items)} items")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget", type=int, default=2500)
@@ -247,7 +283,7 @@ def main() -> None:
     parser.add_argument("--es-lines", type=int, default=50_000)
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--kind", default="checkout", help=argparse.SUPPRESS)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["loghub", "speed", "es"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["loghub", "speed", "es", "files"])
     args = parser.parse_args()
     if args.child:
         condense_child(args.child, args.budget, args.kind)
@@ -258,6 +294,8 @@ def main() -> None:
         speed(args.lines, args.budget)
     if "es" not in args.skip:
         end_to_end(args.es_lines)
+    if "files" not in args.skip:
+        files_end_to_end(args.es_lines)
 
 
 if __name__ == "__main__":
