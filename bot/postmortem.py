@@ -816,6 +816,29 @@ def approve_postmortem(*, store: AuditStore, draft_id: int, actor: str, approver
     return decision
 
 
+@dataclass(frozen=True)
+class EditStats:
+    """How much humans changed one section across approved postmortems."""
+
+    section: str
+    drafts: int
+    edited: int  # drafts in which this section changed at all
+    mean_lines: float  # mean lines added + removed per draft
+
+
+def edit_stats(*, store: AuditStore) -> list[EditStats]:
+    """Per-section edit statistics from the ``postmortem.edits`` audit events: which
+    sections the drafts get right and which the humans rewrite."""
+    per: dict[str, list[int]] = {s.title: [] for s in SECTIONS}
+    for event in store.events():
+        if event.type != "postmortem.edits":
+            continue
+        for title, lines in event.payload["sections"].items():
+            per.setdefault(title, []).append(int(lines))
+    return [EditStats(title, len(v), sum(1 for n in v if n),
+                      round(sum(v) / len(v), 2) if v else 0.0) for title, v in per.items()]
+
+
 class NotApproved(Exception):
     """Only an approved postmortem can be exported."""
 

@@ -22,6 +22,7 @@ from bot.postmortem import (
     NotApproved,
     approve_postmortem,
     draft_postmortem,
+    edit_stats,
     export_markdown,
     fit_entries,
     postmortem,
@@ -208,6 +209,10 @@ def test_approval_records_edits_per_section_and_export_uses_the_edit(
         f"_Edited and approved by U0LEAD on 2026-11-28 15:00 UTC · Hotwash draft "
         f"#{draft.id} · evidence-only_")
     export_markdown(store=store, draft_id=draft.id)  # edits are recorded once
+    stats = {row.section: row for row in edit_stats(store=store)}
+    assert (stats["Root cause"].drafts, stats["Root cause"].edited,
+            stats["Root cause"].mean_lines) == (1, 1, 2.0)
+    assert (stats["Impact"].edited, stats["Impact"].mean_lines) == (0, 0.0)
     assert [e.type for e in store.events(subject=f"draft:{draft.id}")].count(
         "postmortem.edits") == 1
     assert store.verify().ok

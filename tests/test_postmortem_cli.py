@@ -48,6 +48,10 @@ def test_postmortem_draft_then_export(tmp_path: Path) -> None:
     assert text.startswith("# Postmortem: checkout 5xx ratio above 5%")
     assert "_Approved by U0LEAD on " in text
 
+    edits = runner.invoke(app, ["postmortem", "edits"])
+    assert edits.exit_code == 0, edits.output
+    assert "Root cause" in edits.output and "0.00" in edits.output
+
     missing = runner.invoke(app, ["postmortem", "--incident", "99"])
     assert missing.exit_code == 1 and "no incident 99" in missing.output
     assert runner.invoke(app, ["postmortem", "export", "1"]).exit_code == 1  # a triage draft

@@ -109,6 +109,23 @@ def export(
     err.print(f"wrote {out_file}", markup=False, highlight=False)
 
 
+@postmortem_app.command("edits")
+def edits(ctx: typer.Context) -> None:
+    """How much approvers changed each section of approved postmortems (from the audit log)."""
+    from rich.table import Table
+
+    from bot.postmortem import edit_stats
+
+    with store_from(ctx) as store:
+        stats = edit_stats(store=store)
+    table = Table(title="Human edits per postmortem section")
+    for name in ("section", "approved drafts", "edited in", "mean lines changed"):
+        table.add_column(name)
+    for row in stats:
+        table.add_row(row.section, str(row.drafts), str(row.edited), f"{row.mean_lines:.2f}")
+    out.print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Add `postmortem` to the root app."""
     app.add_typer(postmortem_app, name="postmortem")
