@@ -444,16 +444,18 @@ def _tail(rest: list[_Candidate], *, redactor: Redactor,
     lines: list[str] = []
     keys: list[str] = []
     counts: list[int] = []
+    found: list[int] = []  # redactions per line (the joined text is already clean)
     used = count_tokens("Other log templates") + 12
     for cand in rest:
         if cand.tail is None:
             continue
-        line, _ = redactor.redact(cand.tail)
+        line, hits = redactor.redact(cand.tail)
         cost = count_tokens(line)
         if used + cost > budget:
             continue
         used += cost
         lines.append(line)
+        found.append(hits)
         listed.add(id(cand))
         order.append(id(cand))
         keys.append(str(cand.attrs.get("template_key")))
@@ -464,10 +466,11 @@ def _tail(rest: list[_Candidate], *, redactor: Redactor,
                           count=sum(counts), attrs={"template_keys": list(keys)})
         clean, cost = _redacted(tail, redactor)
         if cost <= budget:
-            return (clean, cost), listed
+            return (replace(clean, redactions=clean.redactions + sum(found)), cost), listed
         lines.pop()  # the estimate of the whole is a little above the sum of its lines
         keys.pop()
         counts.pop()
+        found.pop()
         listed.discard(order.pop())
     return None, listed
 

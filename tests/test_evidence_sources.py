@@ -138,13 +138,15 @@ def test_before_the_deploy_there_is_nothing_new(collect: Collect) -> None:
     assert not any(i.level == "error" for i in part.items)
 
 
-def test_secrets_in_the_logs_never_leave(collect: Collect) -> None:
-    part = collect(alert(), log_evidence_tokens=50_000)
+@pytest.mark.parametrize("budget", [2500, 50_000])
+def test_secrets_in_the_logs_never_leave(collect: Collect, budget: int) -> None:
+    # 2500: some secrets sit in the one-line list of other templates; 50k: all in full.
+    part = collect(alert(), log_evidence_tokens=budget)
     text = part.model_dump_json()
     for secret in ("Sup3rS3cret-2024", "jane.doe@example.com", "4111 1111 1111 1111",
                    "eyJhbGciOiJIUzI1NiJ9"):
         assert secret not in text
-    assert part.redactions >= 3
+    assert part.redactions >= 4  # password, email, card, bearer JWT
     assert "[REDACTED:" in text
     # The injection line is evidence like any other, kept as data for the safety layer.
     assert "IGNORE PREVIOUS INSTRUCTIONS" in text
