@@ -4,16 +4,13 @@ local websocket server plays Slack's side of the envelope protocol."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 from slack_bolt.adapter.socket_mode import SocketModeHandler
-from websockets.sync.server import Server, ServerConnection, serve
 
 from bot.audit.store import build_store
 from bot.services import Services
@@ -21,38 +18,8 @@ from bot.settings import Settings
 from bot.slack.app import build_app, build_room
 from bot.slack.poster import ChannelPacer, SlackPoster, build_web_client
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, TEAM_ID, FakeSlackAPI
+from tests.fakes.slack_socket import FakeSocketModeSlack
 from tests.slack_harness import ALERT_CHANNEL, APPROVER, CheckoutLogs, DemoRunbooks, eventually
-
-
-class FakeSocketModeSlack:
-    """Sends queued envelopes to the connected client and collects its acks."""
-
-    def __init__(self) -> None:
-        self.acks: list[dict[str, Any]] = []
-        self.outbox: list[dict[str, Any]] = []
-        self._server: Server = serve(self._handle, "127.0.0.1", 0)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self._server.socket.getsockname()[1]}/link"
-
-    def _handle(self, ws: ServerConnection) -> None:
-        ws.send(json.dumps({"type": "hello", "num_connections": 1,
-                            "connection_info": {"app_id": "A0HOTWASH"},
-                            "debug_info": {"host": "fake", "approximate_connection_time": 3600}}))
-        for envelope in self.outbox:
-            ws.send(json.dumps(envelope))
-        try:
-            for message in ws:
-                self.acks.append(json.loads(message))
-        except Exception:  # the client went away
-            return
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture
