@@ -252,6 +252,19 @@ def test_unreachable_server_becomes_a_gap() -> None:
     _assert_gap(part, f"unreachable at http://127.0.0.1:{port}")
 
 
+def test_credentials_in_a_host_url_do_not_reach_the_gap() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    source = build_log_source(Settings(es_hosts=[f"http://hotwash:pa55word@127.0.0.1:{port}"]))
+    try:
+        part = source.collect(_alert())
+    finally:
+        source.close()  # type: ignore[attr-defined]
+    assert "pa55word" not in part.model_dump_json()
+    assert "unreachable" in part.gaps[0].error
+
+
 def test_a_failing_trace_index_leaves_the_log_evidence(fake: FakeElasticsearch) -> None:
     fake.seed("logs-a", _docs(20, start=AT, every_s=1, level="error",
                               message="HikariPool-1 - Connection is not available"))

@@ -220,8 +220,11 @@ class ElasticsearchLogSource:
         metrics.record_backend_error(backend="elasticsearch", operation=operation)
         error = describe_error(exc, index=index, timeout_s=self.settings.es_timeout_s,
                                hosts=self._hosts)
-        return QueryFailed(EvidenceGap(source=f"elasticsearch:{index}", error=error,
-                                       query=request))
+        # Host URLs may carry credentials and label values come from outside: the gap is
+        # shown in drafts, so it is redacted like everything else that leaves.
+        return QueryFailed(EvidenceGap(source=f"elasticsearch:{index}",
+                                       error=self.redactor.redact_text(error),
+                                       query=self.redactor.redact_text(request)))
 
     def _search(self, index: str | None, body: dict[str, Any], *,
                 label_index: str) -> dict[str, Any]:
