@@ -286,15 +286,17 @@ def detection_facts(timeline: Timeline) -> list[dict[str, Any]]:
         return []
     facts = [{"text": f"Detected at {_hhmm(first.at)} UTC by {first.author} "
                       f"({first.kind.value}).", "cites": [first.id]}]
+    later: list[tuple[datetime, dict[str, Any]]] = []
     for kind, what in ((EntryKind.MESSAGE, "First human response"),
                        (EntryKind.DRAFT, "First triage draft"),
                        (EntryKind.DECISION, "First decision on a draft")):
         entry = _first(entries, kind)
         if entry is not None and entry.at >= first.at:
-            facts.append({"text": f"{what} at {_hhmm(entry.at)} UTC, "
-                                  f"{_span((entry.at - first.at).total_seconds())} after "
-                                  "detection.", "cites": [entry.id]})
-    return facts
+            later.append((entry.at, {
+                "text": f"{what} at {_hhmm(entry.at)} UTC, "
+                        f"{_span((entry.at - first.at).total_seconds())} after detection.",
+                "cites": [entry.id]}))
+    return facts + [fact for _, fact in sorted(later, key=lambda pair: pair[0])]
 
 
 def timeline_points(timeline: Timeline) -> list[dict[str, Any]]:
@@ -645,7 +647,7 @@ def render_markdown(content: Mapping[str, Any], *, notes: Sequence[str] = ()) ->
             if not items:
                 body.append(f"| _(to be written)_ | TBD | TBD | {TICKET_PLACEHOLDER} | |")
         if data.get("prompt"):
-            body.append(f"> _For the authors:_ {data['prompt']}")
+            body += ["", f"> _For the authors:_ {data['prompt']}"]
         lines += body + [""]
     if notes:
         lines += ["---", "", "_Notes for the approver:_", ""]

@@ -37,6 +37,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.domain import (
     Alert,
+    AlertSource,
     Decision,
     DecisionAction,
     Draft,
@@ -365,12 +366,14 @@ def store_entries(*, incident: Incident | None, alerts: Sequence[Alert],
     """Raw entries from the audit store's alerts, drafts and decisions of one incident."""
     raws: list[_Raw] = []
     for index, alert in enumerate(alerts, start=1):
+        # "alertmanager", "grafana", ...; a free-text report is just "alert".
+        author = "alert" if alert.source is AlertSource.TEXT else alert.source.value
         if alert.status == "resolved":
             raws.append(_Raw(alert.ends_at or alert.starts_at, EntryKind.RESOLUTION,
-                             str(alert.source), _alert_text(alert), f"alert:{index}"))
+                             author, _alert_text(alert), f"alert:{index}"))
         else:
-            raws.append(_Raw(alert.starts_at, EntryKind.ALERT, str(alert.source),
-                             _alert_text(alert), f"alert:{index}"))
+            raws.append(_Raw(alert.starts_at, EntryKind.ALERT, author, _alert_text(alert),
+                             f"alert:{index}"))
     for draft in drafts:
         if draft.kind is not DraftKind.TRIAGE or draft.id is None:
             continue  # postmortems and digests are not events of the incident
