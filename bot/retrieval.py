@@ -144,7 +144,7 @@ class Query:
     @classmethod
     def of(cls, query: Alert | str) -> Query:
         if isinstance(query, str):
-            text = query.strip()
+            text = _SLACK_MARKUP.sub(" ", _URL.sub(" ", query)).strip()
             if _looks_like_identifier(text) and len(words(text)) > 1:
                 return cls(name=text, text=humanize_name(text), labels="")
             return cls(name="", text=text, labels="")
@@ -164,12 +164,14 @@ class Query:
         urls += _URL.findall("\n".join(p for p in text_parts if p))
         hint = next((_runbook_hint(u) for u in urls if u and "runbook" in u.lower()), "")
         # URLs are not words about the incident: their host and path would only add noise.
-        text_parts = [_URL.sub(" ", p).strip() for p in text_parts if p]
+        text_parts = [_SLACK_MARKUP.sub(" ", _URL.sub(" ", p)).strip() for p in text_parts if p]
         text = "\n".join([humanize_name(name), *[p for p in text_parts if p]]).strip()
         return cls(name=name, text=text, labels=" ".join(label_parts), runbook_hint=hint)
 
 
-_URL = re.compile(r"https?://\S+")
+_URL = re.compile(r"<?https?://[^\s>]+>?")
+# Slack mentions (<@U..>, <!here>, <#C..|name>) and :emoji: codes say nothing about the incident.
+_SLACK_MARKUP = re.compile(r"<[@!#][^>]*>|:[a-z0-9_+-]+:")
 
 
 def _runbook_hint(url: str) -> str:

@@ -325,3 +325,11 @@ def test_k8s_numeronym_is_read_as_kube() -> None:
     from bot.runbooks import words
 
     assert words("K8sNodeNotReady") == ["kube", "node", "not", "ready"]
+
+
+def test_slack_markup_is_not_part_of_the_query(index: HybridRunbookIndex) -> None:
+    text = ("<!here> :rotating_light: <@U024BE7LH> pods keep restarting in CrashLoopBackOff "
+            "<https://grafana.example.com/d/abc|dashboard> <#C0ALERTS|alerts>")
+    query = Query.of(text)
+    assert query.text.split() == ["pods", "keep", "restarting", "in", "CrashLoopBackOff"]
+    assert index.match(text)[0].id == "kubernetes/KubePodCrashLooping"
