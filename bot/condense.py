@@ -409,6 +409,7 @@ def _summary(volume: LogVolume, *, condensed: Condensed, capped: bool, window: s
 
 
 TAIL_SHARE = 0.3
+PRECURSOR_WINDOW = timedelta(minutes=10)
 
 
 def _redacted(cand: _Candidate, redactor: Redactor) -> tuple[_Candidate, int]:
@@ -485,10 +486,23 @@ def condense(*, lines: Sequence[LogLine], baseline: Sequence[LogLine], volume: L
     baseline_known = bool(baseline)
     candidates = [_summary(volume, condensed=condensed, capped=capped, window=window)]
     candidates += summarize_spans(spans)
+    first_new_error = min(
+        (t.first_seen for t in condensed.templates
+         if baseline_known and t.baseline_count == 0 and t.level in ERROR_LEVELS
+         and t.first_seen is not None), default=None)
     for t in condensed.templates:
         score, ratio = score_template(t, baseline_known=baseline_known, window_s=window_s,
                                       baseline_s=float(volume.baseline_s))
         is_new = baseline_known and t.baseline_count == 0
+        # A new quiet line just before the first new error is often the change that
+        # caused it (a deploy, a restart, a flag flip): rank it with the errors' context.
+        precursor = bool(
+            is_new and first_new_error is not None and t.first_seen is not None
+            and t.level not in ERROR_LEVELS
+            and first_new_error - PRECURSOR_WINDOW <= t.first_seen <= first_new_error
+        )
+        if precursor:
+            score += 35.0
         template = condensed.mining.template(t.cluster_id)
         example = t.example
         level = t.level
@@ -497,6 +511,8 @@ def condense(*, lines: Sequence[LogLine], baseline: Sequence[LogLine], volume: L
             tags.append("NEW")
         if ratio is not None and ratio >= 2:
             tags.append(f"x{ratio:.0f} vs baseline")
+        if precursor:
+            tags.append("just before the first new error")
         head = f"[{', '.join(tags)}] " if tags else ""
         services = ", ".join(s for s, _ in t.services.most_common(3))
         text_lines = [

@@ -180,3 +180,21 @@ def test_token_estimate_is_close_for_log_text() -> None:
     line = "2026-11-28T14:02:11.123Z ERROR HikariPool-1 - Connection is not available"
     # WordPiece (all-MiniLM-L6-v2) gives 26 tokens for this line; the estimate says 33.
     assert 22 <= count_tokens(line) <= 36
+
+
+def test_a_new_quiet_line_just_before_the_first_new_error_is_ranked_up() -> None:
+    def once(message: str, at: datetime) -> LogLine:
+        return LogLine(timestamp=at, level="info", service="checkout", message=message)
+
+    baseline = _lines(T0 - timedelta(hours=1), 300, _ok)
+    window = _lines(T0 - timedelta(minutes=10), 300, _ok, every_s=2) + _lines(T0, 40, _pool)
+    window += [once("Starting checkout v2.14.0 with profile prod", T0 - timedelta(minutes=2)),
+               once("Cache warmed with extra entries for pricing", T0 + timedelta(minutes=5)),
+               once("Nightly report job scheduled at midnight", T0 - timedelta(minutes=15))]
+    part = _run(window, baseline)
+    order = [i.title for i in part.items]
+    deploy = next(i for i in part.items if "Starting checkout" in i.title)
+    assert "just before the first new error" in deploy.text
+    after = next(i for i in part.items if "Cache warmed" in i.title)
+    assert "just before" not in after.text
+    assert order.index(deploy.title) < order.index(after.title)

@@ -153,7 +153,7 @@ def test_secrets_in_the_logs_never_leave(collect: Collect, budget: int) -> None:
 
 
 def test_spans_of_error_traces_are_summarised(collect: Collect) -> None:
-    part = collect(alert())
+    part = collect(alert(), log_evidence_tokens=50_000)
     traces = [i for i in part.items if i.kind == EvidenceKind.TRACE]
     failing = next(i for i in traces if i.title.startswith("Failing spans"))
     assert "HikariPool.getConnection" in failing.text and failing.count > 0
