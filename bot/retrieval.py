@@ -44,7 +44,12 @@ CANONICAL: dict[str, str] = {
     "cert": "certificate", "certs": "certificate", "certificates": "certificate",
     "kubernetes": "kube", "k8s": "kube", "mem": "memory", "fs": "filesystem",
     "statefulsets": "statefulset", "daemonsets": "daemonset", "deployments": "deployment",
-    "alertmanagers": "alertmanager",
+    "alertmanagers": "alertmanager", "maxed": "max",
+    # Compounds written as one word in some names and as two in others.
+    "crashloop": "crash loop", "crashlooping": "crash looping",
+    "crashloopbackoff": "crash loop back off", "apiserver": "api server",
+    "persistentvolume": "persistent volume", "persistentvolumeclaim": "persistent volume claim",
+    "filesystem": "filesystem", "nodeexporter": "node exporter",
 }
 # Ops vocabulary: a query word also counts as these words. Kept general (terms of the
 # trade), never tuned to one corpus; the documents are not expanded.
@@ -125,10 +130,12 @@ def tokens(text: str, *, expand: bool = False) -> list[str]:
     for word in words(text):
         if word in STOPWORDS or len(word) < 2 and not word.isdigit():
             continue
-        word = CANONICAL.get(word, word)
-        out.append(stem(word))
-        if expand:
-            out.extend(stem(s) for s in SYNONYMS.get(word, ()))
+        for part in CANONICAL.get(word, word).split():
+            out.append(stem(part))
+            if expand:
+                out.extend(stem(s) for s in SYNONYMS.get(part, ()))
+            if expand and part != word:
+                out.extend(stem(s) for s in SYNONYMS.get(word, ()))
     return out
 
 
@@ -339,7 +346,9 @@ class HybridRunbookIndex:
         for i, rb in enumerate(self._runbooks):
             best = 0.0
             for name in rb.name_tokens:
-                weights = {t: self._weight(t) for t in name}
+                # Every word of a runbook's name counts in full: "too many" is part of what
+                # KubeletTooManyPods means, and must not make it easy to cover.
+                weights = {t: self._name_idf.get(t, 1.0) for t in name}
                 total = sum(weights.values())
                 if total <= 0:
                     continue

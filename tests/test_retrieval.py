@@ -333,3 +333,12 @@ def test_slack_markup_is_not_part_of_the_query(index: HybridRunbookIndex) -> Non
     query = Query.of(text)
     assert query.text.split() == ["pods", "keep", "restarting", "in", "CrashLoopBackOff"]
     assert index.match(text)[0].id == "kubernetes/KubePodCrashLooping"
+
+
+def test_compounds_and_spelling_variants_meet() -> None:
+    from bot.retrieval import tokens
+
+    assert set(tokens("AlertmanagerClusterCrashlooping")) >= set(tokens("crash looping"))
+    assert tokens("apiserver errs") == tokens("API server errors")
+    assert tokens("HPA maxed out") == tokens("hpa max out")
+    assert tokens("configuration") == tokens("config")
