@@ -315,3 +315,23 @@ def test_backend_call_counts_only_failures() -> None:
             metrics.backend_call(backend="elasticsearch", operation="count"):
         raise TimeoutError("read timed out")
     assert metrics.sample("hotwash_backend_errors_total", labels) == before + 1
+
+
+def test_superseded_drafts_are_counted(tmp_path: Path) -> None:
+    from bot.audit.store import build_store
+    from bot.domain import Draft
+    from bot.settings import Settings
+    from tests.inmemory import checkout_alert
+
+    store = build_store(Settings(data_dir=tmp_path / "data"))
+    try:
+        incident, _ = store.open_incident(alert=checkout_alert(), window_s=3600)
+        labels = {"kind": "triage", "status": "superseded"}
+        before = metrics.sample("hotwash_drafts_total", labels)
+        for _ in range(3):
+            store.save_draft(draft=Draft(kind=DraftKind.TRIAGE, incident_id=incident.id,
+                                         content={}, markdown="x", model="evidence-only"))
+        # The second draft supersedes the first, the third the second.
+        assert metrics.sample("hotwash_drafts_total", labels) == before + 2
+    finally:
+        store.close()

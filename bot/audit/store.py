@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import metrics
 from bot.audit.chain import (
     ChainReport,
     append_event,
@@ -312,6 +313,7 @@ class AuditStore:
             session.flush()
             append_event(session, type="draft.created", subject=f"draft:{row.id}", at=now,
                          payload=_draft_event(row))
+            superseded = 0
             if row.incident_id is not None:
                 older = session.scalars(
                     select(DraftRow).where(DraftRow.incident_id == row.incident_id,
@@ -324,8 +326,12 @@ class AuditStore:
                     old.status, old.superseded_by = DraftStatus.SUPERSEDED.value, row.id
                     append_event(session, type="draft.superseded", subject=f"draft:{old.id}",
                                  at=now, payload={"draft_id": old.id, "superseded_by": row.id})
+                superseded = len(older)
             session.flush()
-            return draft_from_row(row)
+            saved = draft_from_row(row)
+        for _ in range(superseded):  # counted once the transaction committed
+            metrics.record_draft(kind=saved.kind, status="superseded")
+        return saved
 
     def get_draft(self, *, draft_id: int) -> Draft:
         """Raises ``KeyError`` for an unknown id."""
