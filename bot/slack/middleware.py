@@ -111,6 +111,8 @@ def persist(room: SlackRoom) -> Callable[..., BoltResponse | None]:
 def _is_repeat(room: SlackRoom, seen: SeenKeys, key: str, received_id: int) -> bool:
     if not seen.first_time(key):
         return True
+    if not key.startswith("slack:event:"):
+        return False  # commands and clicks carry a fresh trigger_id; Slack never retries them
     # Another process (or this one before a restart) already finished with this delivery.
     row = room.services.store.get_received(received_id=received_id)
     return row.status != "received"
