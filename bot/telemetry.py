@@ -424,9 +424,17 @@ def operating(settings: Settings, *, store: Any = None, metrics_port: int = 0,
         metrics.record_build(version="unknown")
     if store is not None:
         metrics.watch_pending_drafts(metrics.pending_from_store(store))
-    server = metrics.serve_metrics(host=host, port=metrics_port) if metrics_port else None
-    if server is not None:
-        log.info("metrics on a standalone port", extra={"port": server.port})
+    server = None
+    if metrics_port:
+        try:
+            server = metrics.serve_metrics(host=host, port=metrics_port)
+        except OSError as exc:
+            # Triage matters more than a second metrics port: say so loudly, carry on
+            # (/metrics on the HTTP port still answers).
+            log.error("metrics port %s:%s unavailable (%s); set HOTWASH_METRICS_PORT",
+                      host, metrics_port, exc)
+        else:
+            log.info("metrics on a standalone port", extra={"port": server.port})
     try:
         yield server
     finally:
