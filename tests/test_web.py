@@ -117,3 +117,33 @@ def test_readiness_fails_when_the_database_is_gone(tmp_path: Path) -> None:
         finally:
             hw.store.engine.dispose()
             hw.store.engine = good
+
+
+def test_without_a_bot_token_webhooks_still_store_drafts(tmp_path: Path,
+                                                         alertmanager_body: bytes) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.audit.store import build_store
+    from bot.services import Services
+    from bot.settings import Settings
+    from bot.slack.app import build_room
+    from bot.web import build_web_app
+    from tests.slack_harness import WEBHOOK_TOKEN, CheckoutLogs, DemoRunbooks
+
+    settings = Settings(data_dir=tmp_path / "data", webhook_token=WEBHOOK_TOKEN,  # type: ignore[arg-type]
+                        alert_channels=["C0ALERTS"], slack_api_url="http://127.0.0.1:9/api/")
+    store = build_store(settings)
+    services = Services(settings=settings, store=store, runbooks=DemoRunbooks(),
+                        logs=CheckoutLogs(), models=[])
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        room = build_room(services, executor=executor)
+        web = build_web_app(services=services, intake=room.intake, bolt_app=None)
+        from starlette.testclient import TestClient
+
+        with TestClient(web) as client:
+            response = client.post("/webhooks/alertmanager", content=alertmanager_body,
+                                   headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+            assert response.status_code == 202
+            assert client.post("/slack/events", content=b"{}").status_code == 404
+    assert len(store.list_drafts()) == 1  # the executor finished before the with block ended
+    store.close()

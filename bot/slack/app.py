@@ -77,7 +77,10 @@ def build_room(services: Services, *, client: WebClient | None = None,
     settings = services.settings
     client = client or build_web_client(settings)
     poster = poster or SlackPoster(client=client)
-    intake = Intake(services=services, poster=poster, triage=triage, executor=executor)
+    # Without a bot token nothing can be posted: webhooks still store incidents and drafts.
+    has_token = client.token is not None
+    intake = Intake(services=services, poster=poster if has_token else None, triage=triage,
+                    executor=executor)
     approvers = Approvers.from_settings(settings, is_member=GroupMembers(client=client))
     return SlackRoom(services=services, client=client, poster=poster, intake=intake,
                      approvers=approvers, url_base=settings.runbook_url_base,
