@@ -343,3 +343,16 @@ def test_approval_stands_when_slack_cannot_update_the_message(hw: Harness) -> No
     eventually(lambda: "draft.approved" in hw.event_types(f"draft:{draft_id}"))
     hw.fake.wait_for("chat.update", count=2)
     assert hw.store.get_draft(draft_id=draft_id).status is DraftStatus.APPROVED
+
+
+def test_approving_a_postmortem_in_slack_audits_its_section_edits(hw: Harness) -> None:
+    _alert_draft(hw)
+    hw.command("postmortem")
+    posted = hw.fake.wait_for("chat.postMessage", where=lambda c: "Postmortem draft" in
+                              json.dumps(c.args.get("blocks") or []))[0]
+    actions = [b for b in posted.args["blocks"] if b["type"] == "actions"][0]
+    draft_id = int(actions["elements"][0]["value"])
+    ts = hw.fake.messages[ALERT_CHANNEL][-1]["ts"]
+    hw.click(blocks.APPROVE, draft_id=draft_id, message_ts=ts)
+    eventually(lambda: "postmortem.edits" in hw.event_types(f"draft:{draft_id}"))
+    assert hw.store.get_draft(draft_id=draft_id).status is DraftStatus.APPROVED
