@@ -319,18 +319,16 @@ def _cached(services: Services, key: str) -> Draft | None:
 
 
 def _store(services: Services, draft: Draft) -> Draft:
-    t0 = time.perf_counter()
     try:
-        stored = services.store.save_draft(draft=draft)
+        with telemetry.stage("store"):  # a raise marks the stage failed
+            stored = services.store.save_draft(draft=draft)
     except Exception as exc:
         log.exception("could not store the triage draft")
-        metrics.record_stage(stage="store", seconds=time.perf_counter() - t0, ok=False)
         metrics.record_backend_error(backend="database", operation="save_draft")
         note = f"This draft could not be stored ({type(exc).__name__}); it has no id yet."
         return draft.model_copy(update={
             "notes": (*draft.notes, note),
             "markdown": draft.markdown + f"\n- {note}\n",
         })
-    metrics.record_stage(stage="store", seconds=time.perf_counter() - t0)
     metrics.record_draft(kind="triage", status="pending")
     return stored

@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import IO, Any, ParamSpec, TypeVar
 
 from pydantic import SecretStr
@@ -77,12 +77,18 @@ def correlated(cid: str | None = None) -> Iterator[str]:
     value = cid or current or new_correlation_id()
     cid_token = _CORRELATION.set(value)
     start_token = _STARTED.set(time.perf_counter()) if _STARTED.get() is None else None
-    try:
-        yield value
-    finally:
-        if start_token is not None:
-            _STARTED.reset(start_token)
-        _CORRELATION.reset(cid_token)
+    with ExitStack() as stack:
+        if start_token is not None and _tracer is not None:
+            # The alert's root span: every stage span below it shares one trace, also
+            # in the worker thread that in_context() hands the work to.
+            stack.enter_context(_tracer.start_as_current_span(
+                "hotwash.alert", attributes={"hotwash.correlation_id": value}))
+        try:
+            yield value
+        finally:
+            if start_token is not None:
+                _STARTED.reset(start_token)
+            _CORRELATION.reset(cid_token)
 
 
 def elapsed() -> float:

@@ -207,7 +207,13 @@ def test_one_span_per_stage_with_the_correlation_id(
         with telemetry.stage("model") as timer:
             timer.fail("timeout")
     finished = {s.name: s for s in spans.get_finished_spans()}
-    assert set(finished) == {"hotwash.evidence", "hotwash.model"}
+    # One root span per alert, one child span per stage.
+    assert set(finished) == {"hotwash.alert", "hotwash.evidence", "hotwash.model"}
+    root = finished["hotwash.alert"]
+    assert root.parent is None
+    for name in ("hotwash.evidence", "hotwash.model"):
+        parent = finished[name].parent
+        assert parent is not None and parent.span_id == root.context.span_id
     evidence = finished["hotwash.evidence"]
     assert evidence.attributes is not None
     assert evidence.attributes["hotwash.correlation_id"] == "cid-trace"

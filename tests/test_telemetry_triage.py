@@ -54,6 +54,7 @@ class Running:
     slack: FakeSlackAPI
     model: FakeOpenAI
     logs: io.StringIO
+    spans: Any  # an InMemorySpanExporter, or None without the `otel` extra
 
 
 @pytest.fixture
@@ -83,10 +84,21 @@ def running(tmp_path: Path, repo_root: Path) -> Iterator[Running]:
                                              pacer=ChannelPacer(interval_s=0)))
         app = build_web_app(services=services, intake=room.intake, bolt_app=None)
         metrics.watch_pending_drafts(metrics.pending_from_store(store))
+        spans = None
+        try:
+            from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+                InMemorySpanExporter,
+            )
+        except ImportError:
+            pass
+        else:
+            spans = InMemorySpanExporter()
+            telemetry.configure_tracing(settings, exporter=spans)
         try:
             yield Running(client=TestClient(app), store=store, slack=slack, model=model,
-                          logs=buffer)
+                          logs=buffer, spans=spans)
         finally:
+            telemetry.shutdown_tracing()
             metrics.watch_pending_drafts(None)
             chat.close()
             store.close()
@@ -190,6 +202,20 @@ def test_a_webhook_triage_moves_the_metrics_and_logs_one_correlation_id(
     assert model_lines[0]["prompt_hash"] == draft.prompt_hash
     assert model_lines[0]["prompt_tokens"] == draft.prompt_tokens
     assert ready[0]["draft_id"] == draft.id and ready[0]["path"] == "model"
+
+    # Tracing: one span per stage, all in one trace, each carrying the correlation id.
+    if running.spans is not None:
+        finished = [s for s in running.spans.get_finished_spans()
+                    if (s.attributes or {}).get("hotwash.correlation_id") == cid]
+        names = {s.name for s in finished}
+        assert {"hotwash.logs", "hotwash.retrieval", "hotwash.evidence", "hotwash.prompt",
+                "hotwash.model", "hotwash.grounding", "hotwash.store",
+                "hotwash.post"} <= names, names
+        assert len({s.context.trace_id for s in finished}) == 1
+        evidence = next(s for s in finished if s.name == "hotwash.evidence")
+        logs_span = next(s for s in finished if s.name == "hotwash.logs")
+        assert logs_span.parent is not None
+        assert logs_span.parent.span_id == evidence.context.span_id
 
     # No fixture secret anywhere in what an operator can read.
     exposed = running.logs.getvalue() + running.client.get("/metrics").text
