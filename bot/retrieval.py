@@ -51,6 +51,16 @@ CANONICAL: dict[str, str] = {
     "persistentvolume": "persistent volume", "persistentvolumeclaim": "persistent volume claim",
     "filesystem": "filesystem", "nodeexporter": "node exporter",
 }
+# How people describe a condition in chat, and the words runbooks use for it (queries only;
+# matched on whole words after CamelCase splitting).
+IDIOMS: dict[str, str] = {
+    "open files": "file descriptor", "up and down": "flapping",
+    "not responding": "down", "unresponsive": "down", "no response": "down",
+    "out of memory": "oom memory", "no space left": "disk full space",
+    "image pull back off": "waiting", "container creating": "waiting",
+    "lost quorum": "insufficient members", "cannot scrape": "target down",
+    "can t scrape": "target down", "read only": "disk",
+}
 # Ops vocabulary: a query word also counts as these words. Kept general (terms of the
 # trade), never tuned to one corpus; the documents are not expanded.
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -147,6 +157,13 @@ class Query:
     text: str  # free text: name words, summary, description, message
     labels: str  # label values that may name the subject (job, service, container)
     runbook_hint: str = ""  # last path segment of the alert's runbook_url, lowercased
+
+    @property
+    def idioms(self) -> str:
+        """Words the query's ops idioms stand for ("open files" -> file descriptors)."""
+        lowered = " ".join(words(self.text))
+        return " ".join(meaning for phrase, meaning in IDIOMS.items()
+                        if f" {phrase} " in f" {lowered} ")
 
     @classmethod
     def of(cls, query: Alert | str) -> Query:
@@ -337,7 +354,7 @@ class HybridRunbookIndex:
             own = {t: {t, *(stem(x) for x in SYNONYMS.get(w, ()))}
                    for w in words(q.name) for t in tokens(w)}
         else:
-            query_tokens = set(tokens(q.text, expand=True))
+            query_tokens = set(tokens(f"{q.text} {q.idioms}", expand=True))
             own = {}
         if not query_tokens:
             return scores
@@ -398,7 +415,7 @@ class HybridRunbookIndex:
         scores = np.zeros(n)
         if self._bm25 is None:
             return scores
-        query_tokens = tokens(f"{q.text} {q.labels}", expand=True)
+        query_tokens = tokens(f"{q.text} {q.labels} {q.idioms}", expand=True)
         if not query_tokens:
             return scores
         chunk_scores = self._bm25.get_scores(query_tokens)

@@ -342,3 +342,9 @@ def test_compounds_and_spelling_variants_meet() -> None:
     assert tokens("apiserver errs") == tokens("API server errors")
     assert tokens("HPA maxed out") == tokens("hpa max out")
     assert tokens("configuration") == tokens("config")
+
+
+def test_chat_idioms_reach_the_words_runbooks_use() -> None:
+    assert "file descriptor" in Query.of("we hit too many open files on ingest-1").idioms
+    assert "flapping" in Query.of("eth0 keeps going up and down").idioms
+    assert Query.of("opening files is slow").idioms == ""
