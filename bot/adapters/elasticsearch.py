@@ -14,8 +14,9 @@ filter + range + terms); nothing a model writes ever reaches Elasticsearch. Per 
 
 Any failure (unreachable, timeout, 401/403, 404 index_not_found, 429, 503, ...) becomes an
 ``EvidenceGap`` holding the exact request sent (Kibana Dev Tools form) and the pipeline
-carries on with what it has. Works with the 8.x and 9.x clients (use the client major that
-matches your server: a 9.x client sends ``compatible-with=9``, which an 8.x server refuses).
+carries on with what it has. Works with the 8.x and 9.x clients (the evidence tests pass
+under elasticsearch 8.19 and 9.5); use the client major that matches your server: a 9.x
+client sends ``compatible-with=9``, which an 8.x server refuses.
 """
 
 from __future__ import annotations
