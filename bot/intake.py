@@ -171,7 +171,8 @@ class Intake:
         so an alert storm waiting for its channel's posting slots never holds up the
         listener threads that handle Approve clicks. Raises ``PayloadError`` for a
         message with no text."""
-        return self.accept(received_id=received_id, body=event, background=True)
+        with telemetry.correlated():  # the message's receipt: its id follows it to the draft
+            return self.accept(received_id=received_id, body=event, background=True)
 
     def _run(self, background: bool, fn: Callable[..., Triaged | None],
              **kwargs: Any) -> Future[Triaged | None]:
