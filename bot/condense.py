@@ -14,6 +14,7 @@ condense identically.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import Counter
@@ -27,6 +28,9 @@ from drain3.template_miner_config import TemplateMinerConfig
 from bot.domain import EvidenceItem, EvidenceKind, EvidencePart
 from bot.redaction import Redactor
 from bot.tokens import count_tokens
+
+# Drain3 announces every miner at INFO; one per alert is noise in our logs.
+logging.getLogger("drain3.template_miner").setLevel(logging.WARNING)
 
 # Canonical levels and how much each one counts when ranking.
 LEVEL_ALIASES = {
