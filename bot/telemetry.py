@@ -201,7 +201,8 @@ def settings_secrets(settings: Settings) -> list[str]:
         value = getattr(settings, name)
         if isinstance(value, SecretStr) and value.get_secret_value():
             found.append(value.get_secret_value())
-    for url in (settings.database_url, settings.llm_base_url, *settings.es_hosts):
+    for url in (settings.database_url, settings.llm_base_url, settings.llm_fallback_base_url,
+                settings.embedding_base_url, *settings.es_hosts):
         if url and (match := re.search(r"://[^:/@\s]+:([^@\s]+)@", url)):
             found.append(match.group(1))
     return found
@@ -225,6 +226,8 @@ def _project_redactor(settings: Settings) -> Redact | None:
 # -- logging setup -----------------------------------------------------------------------
 
 _HANDLER_NAME = "hotwash"
+NOISY_LOGGERS = ("httpx", "httpcore", "elastic_transport", "urllib3", "openai._base_client",
+                 "slack_sdk.web.base_client", "chromadb")
 
 
 def json_formatter() -> logging.Formatter:
@@ -263,6 +266,11 @@ def configure_logging(settings: Settings, *, stream: IO[str] | None = None,
             old.close()
     root.addHandler(handler)
     root.setLevel(settings.log_level)
+    # One INFO line per HTTP request from the clients would drown Hotwash's own lines;
+    # they come back with HOTWASH_LOG_LEVEL=DEBUG.
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING)
     return handler
 
 

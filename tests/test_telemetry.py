@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -244,3 +245,28 @@ def test_elapsed_measures_from_receipt() -> None:
         with telemetry.correlated():
             assert telemetry.elapsed() >= first  # nested blocks keep the receipt time
     assert telemetry.elapsed() == 0.0
+
+
+@contextmanager
+def configured(settings: Settings) -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    level = root.level
+    buffer = io.StringIO()
+    handler = telemetry.configure_logging(settings, stream=buffer)
+    try:
+        yield buffer
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(level)
+
+
+def test_http_client_chatter_is_quiet_unless_debugging() -> None:
+    with configured(Settings()) as buffer:
+        logging.getLogger("httpx").info("HTTP Request: POST http://127.0.0.1/api/chat.update")
+        logging.getLogger("httpx").warning("connection pool is full")
+    assert [line["message"] for line in lines(buffer)] == ["connection pool is full"]
+    with configured(Settings(log_level="DEBUG")) as buffer:
+        logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1/healthz")
+    assert [line["message"] for line in lines(buffer)] == [
+        "HTTP Request: GET http://127.0.0.1/healthz"]
