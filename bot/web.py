@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hotwash.web")
 
+MAX_WEBHOOK_BYTES = 5_000_000
+"""Alertmanager caps a notification at a few hundred alerts; anything this big is not one."""
+
 ReadyCheck = Callable[[], str]
 """Returns a short status when ready; raises with the reason when not."""
 
@@ -84,6 +87,8 @@ def build_web_app(*, services: Services, intake: Intake, bolt_app: App | None,
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return _reason(401, "missing or wrong bearer token")
         body = await request.body()
+        if len(body) > MAX_WEBHOOK_BYTES:
+            return _reason(413, f"body over {MAX_WEBHOOK_BYTES // 1_000_000} MB")
         headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
         received_id = await run_in_threadpool(
             lambda: intake.persist(source=kind, body=body, headers=headers))

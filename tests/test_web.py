@@ -147,3 +147,9 @@ def test_without_a_bot_token_webhooks_still_store_drafts(tmp_path: Path,
             assert client.post("/slack/events", content=b"{}").status_code == 404
     assert len(store.list_drafts()) == 1  # the executor finished before the with block ended
     store.close()
+
+
+def test_oversized_webhook_is_refused(hw: Harness) -> None:
+    response = hw.webhook("alertmanager", b'{"alerts": []}' + b" " * 5_000_001)
+    assert response.status_code == 413
+    assert hw.received_count() == 0
