@@ -204,6 +204,20 @@ def _runbook_hint(url: str) -> str:
     return last.removesuffix(".md").lower()
 
 
+_ACTIONABLE = ("diagnos", "mitigat", "troubleshoot", "remediat", "resolution", "investigat",
+               "fix", "steps", "actions", "what to do", "response")
+_BACKGROUND = ("impact", "follow", "escalat", "reference", "see also", "links", "owner")
+
+
+def _section_prior(section: str) -> float:
+    head = section.split(" > ", 1)[0].lower()
+    if any(word in head for word in _ACTIONABLE):
+        return 0.06
+    if any(word in head for word in _BACKGROUND):
+        return -0.06
+    return 0.0
+
+
 def _looks_like_identifier(name: str) -> bool:
     return bool(name) and " " not in name.strip() and len(name) <= 120
 
@@ -262,6 +276,9 @@ class HybridRunbookIndex:
                 df[t] += 1
         self._name_idf = {t: math.log(1 + n / c) for t, c in df.items()}
         self._bm25 = self._build_bm25()
+        # An on-call engineer opening a runbook mid-incident wants the steps: on a near tie,
+        # point at Diagnosis/Mitigation rather than Impact or Follow-up.
+        self._section_prior = np.array([_section_prior(c.section) for c in self._chunks])
         self._vocabulary = frozenset(
             t for c in self._chunks for t in tokens(f"{c.title} {c.text} {' '.join(c.names)}"))
 
@@ -300,8 +317,9 @@ class HybridRunbookIndex:
         if not (q.text or q.labels):
             return []
         name_scores = self._name_scores(q)
-        dense_rb, best_row, cosine = self._dense_scores(q)
-        lexical = self._lexical_scores(q)
+        dense_rb, cosine, chunk_sims = self._dense_scores(q)
+        lexical, chunk_lexical = self._lexical_scores(q)
+        best_row = self._best_rows(chunk_sims, chunk_lexical)
         w_name, w_dense, w_lexical = (W_NAME, W_DENSE, W_LEXICAL) if q.name else TEXT_WEIGHTS
         mixed = w_name * name_scores + w_dense * dense_rb + w_lexical * lexical
         # Named links are the strongest evidence there is: the runbook's author named this very
@@ -386,45 +404,53 @@ class HybridRunbookIndex:
 
     def _dense_scores(
         self, q: Query
-    ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
-        """(stretched score, best chunk row, raw best cosine) per runbook."""
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """(stretched score, raw best cosine) per runbook, and the cosine of every chunk."""
         n = len(self._runbooks)
-        best_row = np.array([rb.chunk_rows[0] for rb in self._runbooks], dtype=np.int64)
         if not q.text or len(self._vectors) == 0:
-            return np.zeros(n), best_row, np.zeros(n)
+            return np.zeros(n), np.zeros(n), np.zeros(len(self._chunks))
         vector = self._embedder.embed([q.text])[0]
-        sims = self._vectors @ vector
+        sims = np.asarray(self._vectors @ vector, dtype=np.float64)
         best = np.full(n, -1.0)
         overview = np.zeros(n)
         for row, sim in enumerate(sims):
             i = self._chunk_runbook[row]
-            chunk = self._chunks[row]
-            if chunk.kind == "overview":
+            if self._chunks[row].kind == "overview":
                 overview[i] = sim
             elif sim > best[i]:
                 best[i] = sim
-                best_row[i] = row
         best = np.where(best < 0, overview, best)
         raw = np.maximum(best, overview)
         combined = 0.5 * raw + 0.5 * overview
         # MiniLM cosines of related ops texts sit in 0.2..0.8: stretch to 0..1.
-        return np.clip((combined - 0.15) / 0.55, 0.0, 1.0), best_row, raw
+        return np.clip((combined - 0.15) / 0.55, 0.0, 1.0), raw, sims
 
-    def _lexical_scores(self, q: Query) -> NDArray[np.float64]:
-        n = len(self._runbooks)
-        scores = np.zeros(n)
-        if self._bm25 is None:
-            return scores
+    def _best_rows(self, sims: NDArray[np.float64],
+                   lexical: NDArray[np.float64]) -> NDArray[np.int64]:
+        """Per runbook, the section that best answers the query (meaning and words both
+        count); the overview only when the runbook has no other section."""
+        fit = sims + 0.3 * lexical + self._section_prior
+        rows = []
+        for rb in self._runbooks:
+            sections = [r for r in rb.chunk_rows if self._chunks[r].kind != "overview"]
+            candidates = sections or rb.chunk_rows
+            rows.append(max(candidates, key=lambda r: fit[r]))
+        return np.array(rows, dtype=np.int64)
+
+    def _lexical_scores(self, q: Query) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(score per runbook, score per chunk), both normalised to the query's best."""
+        scores = np.zeros(len(self._runbooks))
+        per_chunk = np.zeros(len(self._chunks))
         query_tokens = tokens(f"{q.text} {q.labels} {q.idioms}", expand=True)
-        if not query_tokens:
-            return scores
-        chunk_scores = self._bm25.get_scores(query_tokens)
+        if self._bm25 is None or not query_tokens:
+            return scores, per_chunk
+        chunk_scores = np.asarray(self._bm25.get_scores(query_tokens), dtype=np.float64)
         np.maximum.at(scores, self._chunk_runbook, chunk_scores)
         top = scores.max()
         if top <= 0:
-            return scores
+            return scores, per_chunk
         # Normalised per query, damped so one rare shared word is not a strong signal.
-        return np.asarray((scores / top) * min(1.0, top / 8.0), dtype=np.float64)
+        return (scores / top) * min(1.0, top / 8.0), chunk_scores / top
 
 
 def open_runbook_index(*, settings: Settings, embedder: Embedder | None = None,
