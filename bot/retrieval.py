@@ -17,6 +17,7 @@ because "no runbook covers this" is more useful to an on-call engineer than a wr
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import defaultdict
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from bot.adapters.chroma import StoredChunk
     from bot.embeddings import Embedder
     from bot.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Spellings of one word, folded the same way in runbooks and queries.
 CANONICAL: dict[str, str] = {
@@ -486,7 +489,11 @@ def sync_and_open(*, settings: Settings, runbooks_dir: Path | None = None,
 
 def build_runbook_index(settings: Settings) -> HybridRunbookIndex:
     """The RunbookIndex for the bot: the configured runbooks, synced into Chroma, loaded."""
-    index, _ = sync_and_open(settings=settings)
+    index, stats = sync_and_open(settings=settings)
+    for problem in stats.problems:
+        log.warning("runbook skipped: %s: %s", problem.path, problem.error)
+    log.info("runbook index ready: %d runbooks (%d embedded, %d unchanged, %d removed)",
+             index.size, stats.embedded, stats.unchanged, stats.removed)
     return index
 
 

@@ -348,3 +348,15 @@ def test_chat_idioms_reach_the_words_runbooks_use() -> None:
     assert "file descriptor" in Query.of("we hit too many open files on ingest-1").idioms
     assert "flapping" in Query.of("eth0 keeps going up and down").idioms
     assert Query.of("opening files is slow").idioms == ""
+
+
+def test_build_runbook_index_logs_skipped_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    corpus = write_corpus(tmp_path / "runbooks")
+    (corpus / "broken.md").write_bytes(b"# caf\xe9 latin-1")
+    with caplog.at_level("WARNING", logger="bot.retrieval"):
+        built = build_runbook_index(Settings(data_dir=tmp_path / "data", runbooks_dir=corpus))
+    assert built.size == len(CORPUS)
+    assert any("broken.md" in r.getMessage() and "not UTF-8" in r.getMessage()
+               for r in caplog.records)
