@@ -99,6 +99,8 @@ def main() -> int:
           f"{len(results['symptoms'])} symptom messages), {len(cases['none'])} out of scope")
     for group in ("alerts", "symptoms"):
         n = len(results[group])
+        if not n:
+            continue
         print(f"  {group:9s} recall@1 {top1[group] / n:.3f}  recall@3 {top3[group] / n:.3f}  "
               f"MRR {statistics.fmean(results[group]):.3f}")
     all_rr = results["alerts"] + results["symptoms"]

@@ -47,7 +47,7 @@ CANONICAL: dict[str, str] = {
     "cert": "certificate", "certs": "certificate", "certificates": "certificate",
     "kubernetes": "kube", "k8s": "kube", "mem": "memory", "fs": "filesystem",
     "statefulsets": "statefulset", "daemonsets": "daemonset", "deployments": "deployment",
-    "alertmanagers": "alertmanager", "maxed": "max",
+    "alertmanagers": "alertmanager", "maxed": "max", "prom": "prometheus",
     # Compounds written as one word in some names and as two in others.
     "crashloop": "crash loop", "crashlooping": "crash looping",
     "crashloopbackoff": "crash loop back off", "apiserver": "api server",
