@@ -10,9 +10,11 @@ set when Hotwash posts the incident). ``channel=None`` means every channel.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlalchemy.orm import Session
 
+from bot import metrics, telemetry
 from bot.audit.models import AlertRow, DecisionRow, DraftRow, IncidentRow
 from bot.domain import DecisionAction, DraftKind, DraftStatus
 from bot.ports import ChatMessage, ChatModel, ChatRequest, ModelError
@@ -340,12 +343,29 @@ def narrate(*, stats: DigestStats, models: Sequence[ChatModel], max_tokens: int 
                   ChatMessage(role="user", content=json.dumps(stats.as_dict(), default=str))),
         max_tokens=max_tokens, temperature=0.0, seed=seed, schema_name="digest_narrative",
     )
+    prompt_hash = hashlib.sha256(request.messages[-1].content.encode()).hexdigest()
     for model in models:
+        started = time.perf_counter()
         try:
-            text = model.complete(request).text.strip()
+            response = model.complete(request)
         except ModelError as exc:
             log.warning("digest narrative: model %s failed: %s", model.name, exc)
+            metrics.record_model_call(model=model.name, seconds=time.perf_counter() - started,
+                                      error="error")
+            telemetry.log_model_call(model=model.name, model_version=None,
+                                     prompt_hash=prompt_hash, prompt_template="digest_narrative",
+                                     error="error")
             continue
+        # Counted like any model call (no price here: the digest has no settings in hand).
+        metrics.record_model_call(model=model.name, seconds=response.latency_ms / 1000,
+                                  prompt_tokens=response.prompt_tokens,
+                                  completion_tokens=response.completion_tokens)
+        telemetry.log_model_call(model=model.name, model_version=response.model,
+                                 prompt_hash=prompt_hash, prompt_template="digest_narrative",
+                                 prompt_tokens=response.prompt_tokens,
+                                 completion_tokens=response.completion_tokens,
+                                 latency_ms=response.latency_ms)
+        text = response.text.strip()
         if text:
             return text[:600]
     return None

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
-from bot import metrics
+from bot import metrics, telemetry
 from bot.domain import Decision, DecisionAction, Draft, DraftKind, DraftStatus
 from bot.grounding import normalise_id
 from bot.ports import ChatMessage, ChatModel, ChatRequest, ModelError
@@ -439,6 +439,8 @@ def _ask(*, section: Section, models: Sequence[ChatModel], system: str, user: st
                   ChatMessage(role="user", content=user)),
         json_schema=section_schema(section), schema_name=f"postmortem_{section.key}",
         max_tokens=max_tokens, temperature=temperature, seed=seed)
+    # The model-call log line names the exact prompt sent (never its text).
+    prompt_hash = hashlib.sha256(f"{system}\n{user}".encode()).hexdigest()
     for position, model in enumerate(models):
         nxt = models[position + 1].name if position + 1 < len(models) else EVIDENCE_ONLY
         started = time.perf_counter()
@@ -447,9 +449,18 @@ def _ask(*, section: Section, models: Sequence[ChatModel], system: str, user: st
         except ModelError as exc:
             metrics.record_model_call(model=model.name, seconds=time.perf_counter() - started,
                                       error="error")
+            telemetry.log_model_call(model=model.name, model_version=None,
+                                     prompt_hash=prompt_hash, prompt_template=request.schema_name,
+                                     latency_ms=(time.perf_counter() - started) * 1000,
+                                     error="error")
             metrics.record_fallback(from_model=model.name, to_model=nxt, reason="error")
             notes.append(f"{section.title}: model {model.name} failed ({exc}).")
             continue
+        telemetry.log_model_call(model=model.name, model_version=response.model,
+                                 prompt_hash=prompt_hash, prompt_template=request.schema_name,
+                                 prompt_tokens=response.prompt_tokens,
+                                 completion_tokens=response.completion_tokens,
+                                 latency_ms=response.latency_ms)
         usage.prompt_tokens += response.prompt_tokens
         usage.completion_tokens += response.completion_tokens
         usage.latency_ms += response.latency_ms

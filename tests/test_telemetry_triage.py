@@ -14,6 +14,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,7 +194,11 @@ def test_a_webhook_triage_moves_the_metrics_and_logs_one_correlation_id(
     cid = received[0]["correlation_id"]
     # From the HTTP handler, through the thread pool, into every stage of the triage.
     assert cid and model_lines[0]["correlation_id"] == cid == ready[0]["correlation_id"]
-    assert {line["correlation_id"] for line in lines if line["stage"] == "logs"} == {cid}
+    # Every line between the receipt and the posted draft belongs to this alert (the first
+    # webhook is triaged inline: no executor in this room).
+    during = lines[lines.index(received[0]):lines.index(ready[0]) + 1]
+    assert model_lines[0] in during
+    assert {line["correlation_id"] for line in during} == {cid}
     # The repeat is a different alert delivery with an id of its own.
     assert received[1]["correlation_id"] not in (None, cid)
     # Model name, version (as the server reported it) and prompt hash on the model call.
@@ -260,3 +265,40 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_digest_narrative_model_calls_are_counted_and_logged() -> None:
+    from datetime import UTC, datetime
+
+    from bot.digest import DigestStats, narrate
+
+    stats = DigestStats(channel="C0ALERTS1", start=datetime(2026, 11, 28, 14, tzinfo=UTC),
+                        end=datetime(2026, 11, 28, 15, tzinfo=UTC), alerts=3, firing=3)
+    labels = {"model": "digest-m", "outcome": "ok"}
+    before = metrics.sample("hotwash_model_requests_total", labels)
+    with FakeOpenAI() as fake, configured_json() as buffer:
+        fake.script()  # the default answer
+        model = OpenAIChatModel(base_url=fake.base_url, model="digest-m", max_retries=0)
+        try:
+            assert narrate(stats=stats, models=[model]) is not None
+        finally:
+            model.close()
+    assert metrics.sample("hotwash_model_requests_total", labels) == before + 1
+    [line] = [json.loads(x) for x in buffer.getvalue().splitlines()
+              if json.loads(x)["logger"] == "hotwash.model"]
+    assert line["model"] == "digest-m" and line["prompt_template"] == "digest_narrative"
+    assert len(line["prompt_hash"]) == 64 and line["model_version"] == "digest-m"
+
+
+@contextmanager
+def configured_json() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    level = root.level
+    buffer = io.StringIO()
+    handler = telemetry.configure_logging(Settings(), stream=buffer)
+    try:
+        yield buffer
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(level)
