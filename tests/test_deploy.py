@@ -256,9 +256,11 @@ def test_required_alerts_exist() -> None:
 def test_prometheus_scrapes_the_hotwash_service(compose: dict[str, Any]) -> None:
     config = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "hotwash")
-    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+    # Every replica of the compose service, by DNS, on the port Hotwash listens on.
+    [sd] = job["dns_sd_configs"]
+    assert sd["names"] == ["hotwash"] and sd["type"] == "A"
     port = compose["services"]["hotwash"]["environment"]["HOTWASH_HTTP_PORT"]
-    assert f"hotwash:{port}" in targets
+    assert str(sd["port"]) == port
     assert job.get("metrics_path", "/metrics") == "/metrics"
     mounts = compose["services"]["prometheus"]["volumes"]
     assert "./deploy/prometheus/rules:/etc/prometheus/rules:ro" in mounts
