@@ -1,8 +1,9 @@
 """Structured logs, a correlation id per alert, and optional OpenTelemetry tracing.
 
-One alert gets one correlation id (:func:`correlated`); a context variable carries it
-through every stage, so every log line written while handling that alert carries it too.
-Work handed to a thread pool keeps it when submitted through :func:`in_context`.
+One alert gets one correlation id (:func:`correlated`, opened where the alert arrives); a
+context variable carries it through every stage, so every log line written while handling
+that alert carries it too. Work handed to a thread pool keeps it when submitted through
+:func:`in_context`.
 
 Log lines are JSON (python-json-logger) when ``log_json`` is on. A filter on the handler
 scrubs configured secrets (every ``SecretStr`` setting, passwords in URLs, and whatever the
@@ -11,7 +12,9 @@ fields that would carry raw evidence (``evidence``, ``payload``, ``prompt``...) 
 ``[omitted]``: log what happened and how much, never the evidence itself.
 
 :func:`stage` times one stage of the road: a Prometheus observation, a debug line and,
-when ``otlp_endpoint`` is set, one span.
+when ``otlp_endpoint`` is set, one span under the alert's root span (one trace per alert).
+:func:`operating` gathers what a serving process needs (tracing, build info, pending-draft
+gauges, the Socket Mode metrics port).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pydantic import SecretStr
 from pythonjsonlogger.json import JsonFormatter
 
 from bot import metrics
+from bot.redaction import Redactor
 from bot.settings import Settings
 
 log = logging.getLogger("hotwash.telemetry")
@@ -208,17 +212,13 @@ def settings_secrets(settings: Settings) -> list[str]:
     return found
 
 
-def _project_redactor(settings: Settings) -> Redact | None:
-    """The project's redactor (bot.redaction), when that room is present."""
+def _project_redactor(settings: Settings) -> Redact:
+    """The project's one redactor (bot.redaction) with the configured extra patterns."""
     try:
-        from bot import redaction
-    except ImportError:
-        return None
-    try:
-        redactor = redaction.Redactor(extra_patterns=settings.redaction_patterns)
-    except Exception:  # logging must start even if the redactor cannot
-        log.warning("redactor unavailable; logs scrubbed of configured secrets only")
-        return None
+        redactor = Redactor(extra_patterns=settings.redaction_patterns)
+    except re.error as exc:  # logging must start even with a bad extra pattern
+        log.warning("HOTWASH_REDACTION_PATTERNS: %s; logs use the built-in patterns", exc)
+        redactor = Redactor()
     redact: Redact = redactor.redact
     return redact
 

@@ -270,3 +270,14 @@ def test_http_client_chatter_is_quiet_unless_debugging() -> None:
         logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1/healthz")
     assert [line["message"] for line in lines(buffer)] == [
         "HTTP Request: GET http://127.0.0.1/healthz"]
+
+
+def test_redaction_patterns_apply_to_logs_and_a_bad_one_does_not_stop_logging() -> None:
+    with configured(Settings(redaction_patterns=[r"ORDER-\d{6}"])) as buffer:
+        logging.getLogger("hotwash.test").info("order ORDER-123456 failed")
+    assert "ORDER-123456" not in buffer.getvalue()
+    with configured(Settings(redaction_patterns=["("])) as buffer:
+        logging.getLogger("hotwash.test").info("still logging with %s", BOT_TOKEN)
+    messages = [line["message"] for line in lines(buffer)]
+    # The built-in patterns still catch a Slack token nobody configured.
+    assert messages[-1].startswith("still logging with ") and BOT_TOKEN not in messages[-1]
