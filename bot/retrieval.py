@@ -52,7 +52,7 @@ CANONICAL: dict[str, str] = {
     "crashloop": "crash loop", "crashlooping": "crash looping",
     "crashloopbackoff": "crash loop back off", "apiserver": "api server",
     "persistentvolume": "persistent volume", "persistentvolumeclaim": "persistent volume claim",
-    "filesystem": "filesystem", "nodeexporter": "node exporter",
+    "nodeexporter": "node exporter",
 }
 # How people describe a condition in chat, and the words runbooks use for it (queries only;
 # matched on whole words after CamelCase splitting).
@@ -80,7 +80,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "crashloop": ("crash", "loop"), "crashloopbackoff": ("crash", "loop", "back", "off"),
     "restart": ("crash", "loop"), "restarting": ("crash", "loop"),
     "cert": ("certificate",), "certs": ("certificate",), "tls": ("certificate",),
-    "ssl": ("certificate",), "x509": ("certificate",),
+    "ssl": ("certificate",),
     "expire": ("expiration",), "expiry": ("expiration",), "expiring": ("expiration",),
     "expired": ("expiration",),
     "k8s": ("kube", "kubernetes"), "kubernetes": ("kube",), "kube": ("kubernetes",),
@@ -94,15 +94,13 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "rx": ("receive",), "tx": ("transmit",), "drift": ("skew",),
     "fd": ("file", "descriptor"), "fds": ("file", "descriptor"),
     "throttled": ("throttling",), "throttle": ("throttling",),
-    "scrape": ("target",), "job": ("job",), "cronjob": ("job",),
-    "deployment": ("deployment",), "replicaset": ("replicas",), "rollout": ("rolled", "out"),
-    "raid": ("raid",), "md": ("raid",), "mdadm": ("raid",),
-    "alertmanager": ("alertmanager",), "am": ("alertmanager",),
-    "leader": ("leader",), "election": ("leader",),
+    "scrape": ("target",), "cronjob": ("job",), "replicaset": ("replicas",),
+    "rollout": ("rolled", "out"), "md": ("raid",), "mdadm": ("raid",),
+    "am": ("alertmanager",), "election": ("leader",),
     "latency": ("slow", "duration"), "slow": ("latency", "duration"),
     "errors": ("error",), "failures": ("failure", "error"), "failing": ("failure", "fail"),
     "5xx": ("error",), "nic": ("network", "interface"), "packet": ("network",),
-    "pod": ("pod",), "container": ("pod",), "containers": ("pod",),
+    "container": ("pod",), "containers": ("pod",),
 }
 STOPWORDS = frozenset(
     "a an the of to in on for and or is are be been was were it its this that with at by "
