@@ -185,9 +185,11 @@ class Query:
         name = alert.name if _looks_like_identifier(alert.name) else ""
         if not name and alert.name and not any(alert.name in p for p in text_parts if p):
             text_parts.insert(0, alert.name)
+        # A runbook link in the annotations counts as is; one in free text only if it says so.
         urls = [alert.annotations.get(k, "") for k in ("runbook_url", "runbook", "runbook_link")]
-        urls += _URL.findall("\n".join(p for p in text_parts if p))
-        hint = next((_runbook_hint(u) for u in urls if u and "runbook" in u.lower()), "")
+        urls += [u for u in _URL.findall("\n".join(p for p in text_parts if p))
+                 if "runbook" in u.lower()]
+        hint = next((_runbook_hint(u) for u in urls if u), "")
         # URLs are not words about the incident: their host and path would only add noise.
         text_parts = [_SLACK_MARKUP.sub(" ", _URL.sub(" ", p)).strip() for p in text_parts if p]
         text = "\n".join([humanize_name(name), *[p for p in text_parts if p]]).strip()
@@ -200,7 +202,7 @@ _SLACK_MARKUP = re.compile(r"<[@!#][^>]*>|:[a-z0-9_+-]+:")
 
 
 def _runbook_hint(url: str) -> str:
-    path = url.split("#", 1)[0].split("?", 1)[0].rstrip("/")
+    path = url.strip("<>").split("|", 1)[0].split("#", 1)[0].split("?", 1)[0].rstrip("/")
     last = path.rsplit("/", 1)[-1]
     return last.removesuffix(".md").lower()
 
@@ -235,7 +237,6 @@ class _Runbook:
     name_tokens: tuple[frozenset[str], ...]  # one set per name
     aliases: frozenset[str]  # declared names, as normalised words
     chunk_rows: list[int]
-    overview_row: int | None
     thin: bool  # almost no text of its own (a page that only links elsewhere)
     links: tuple[str, ...]
 
@@ -259,11 +260,10 @@ class HybridRunbookIndex:
             names = first.names or (runbook_id.rsplit("/", 1)[-1],)
             name_tokens = tuple(dict.fromkeys(
                 frozenset(tokens(n)) for n in names if tokens(n)))
-            overview = next((r for r in rows if self._chunks[r].kind == "overview"), None)
             self._runbooks.append(_Runbook(
                 id=runbook_id, title=first.title, names=names, name_tokens=name_tokens,
                 aliases=frozenset(humanize_name(a) for a in first.aliases),
-                chunk_rows=rows, overview_row=overview,
+                chunk_rows=rows,
                 thin=first.body_chars < 200, links=first.links,
             ))
         self._position = {rb.id: i for i, rb in enumerate(self._runbooks)}
@@ -311,7 +311,7 @@ class HybridRunbookIndex:
         return out
 
     def score(self, query: Alert | str) -> list[tuple[float, _Runbook, int]]:
-        """Every runbook with its mixed score and best chunk row, best first."""
+        """Every runbook as (calibrated confidence, runbook, best chunk row), best first."""
         if not self._runbooks:
             return []
         q = Query.of(query)
