@@ -44,8 +44,8 @@ Stage = Literal[
     "parse", "evidence", "logs", "retrieval", "prompt", "model", "grounding", "store", "post"
 ]
 """Stages of the triage road, each timed separately."""
-TriagePath = Literal["model", "fallback", "evidence_only", "cached"]
-"""Which drafter produced the draft that was posted."""
+TriagePath = Literal["model", "fallback", "evidence_only"]
+"""Which drafter wrote the draft that was posted (see :func:`triage_path`)."""
 Backend = Literal["elasticsearch", "chroma", "database", "slack", "model"]
 DraftKind = Literal["triage", "postmortem", "digest"]
 DraftStatus = Literal["pending", "approved", "rejected", "superseded"]
