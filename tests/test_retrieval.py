@@ -360,3 +360,12 @@ def test_build_runbook_index_logs_skipped_files(
     assert built.size == len(CORPUS)
     assert any("broken.md" in r.getMessage() and "not UTF-8" in r.getMessage()
                for r in caplog.records)
+
+
+def test_cli_match_reads_a_pasted_firing_notification_as_text(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "runbooks")
+    line = "[FIRING:1] KubePodCrashLooping (api-7d9 shop critical)"
+    code, out, err = _invoke(["runbooks", "match", "--jsonl", "--runbooks", str(corpus)],
+                             tmp_path, line + "\n")
+    assert code == 0, err
+    assert json.loads(out)["matches"][0]["id"] == "kubernetes/KubePodCrashLooping"

@@ -174,7 +174,8 @@ def _query_of(payload: str) -> Alert | str:
         try:
             decoded = json.loads(stripped)
         except json.JSONDecodeError as exc:
-            if stripped[0] != '"':
+            # "{..." can only be a broken JSON body; "[FIRING:1] ..." is a pasted notification.
+            if stripped[0] == "{":
                 raise ValueError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
             decoded = None
         if isinstance(decoded, str):  # a JSON-encoded message line
