@@ -138,13 +138,16 @@ def stem(word: str) -> str:
 def tokens(text: str, *, expand: bool = False) -> list[str]:
     """Stemmed word tokens; ``expand`` adds ops synonyms (queries only)."""
     out: list[str] = []
+    previous = ""
     for word in words(text):
         if word in STOPWORDS or len(word) < 2 and not word.isdigit():
             continue
         for part in CANONICAL.get(word, word).split():
             out.append(stem(part))
-            if expand:
+            # An "API server" is not a host: keep "server" from meaning node there.
+            if expand and not (part == "server" and previous == "api"):
                 out.extend(stem(s) for s in SYNONYMS.get(part, ()))
+            previous = part
             if expand and part != word:
                 out.extend(stem(s) for s in SYNONYMS.get(word, ()))
     return out
