@@ -94,6 +94,27 @@ def main() -> int:
                 print(f"  answered out-of-scope {label!s:.60} -> "
                       f"{matches[0].id}({matches[0].score:.2f})")
 
+    # Embedding throughput of the packaged model: short texts (our queries) and runbook
+    # chunks, batches padded to their longest text.
+    from bot.embeddings import OnnxEmbedder
+    from bot.runbooks import load_runbooks
+
+    embedder = OnnxEmbedder()
+    short = [str(c.get("text") or c.get("summary") or c.get("name"))
+             for group in ("alerts", "symptoms", "none") for c in cases[group]]
+    short = (short * (200 // len(short) + 1))[:200]
+    embedder.embed(short[:8])
+    t = time.perf_counter()
+    embedder.embed(short)
+    short_rate = len(short) / (time.perf_counter() - t)
+    runbooks, _ = load_runbooks(args.corpus)
+    chunk_texts = [c.embed_text(rb.title) for rb in runbooks for c in rb.chunks]
+    t = time.perf_counter()
+    embedder.embed(chunk_texts)
+    chunk_rate = len(chunk_texts) / (time.perf_counter() - t)
+    print(f"embedding throughput: {short_rate:.0f} sentences/s (200 short texts), "
+          f"{chunk_rate:.0f} chunks/s ({len(chunk_texts)} runbook chunks, <=128 tokens)")
+
     n_all = sum(len(v) for v in results.values())
     print(f"queries: {n_all} answerable ({len(results['alerts'])} alerts, "
           f"{len(results['symptoms'])} symptom messages), {len(cases['none'])} out of scope")
