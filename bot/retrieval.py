@@ -185,8 +185,11 @@ class Query:
         label_parts = [alert.labels[k] for k in
                        ("service", "job", "container", "app", "component", "namespace")
                        if alert.labels.get(k)]
-        name = alert.name if _looks_like_identifier(alert.name) else ""
-        if not name and alert.name and not any(alert.name in p for p in text_parts if p):
+        # Placeholders the parser gives a payload without a name are not alert names.
+        name = alert.name if _looks_like_identifier(alert.name) and \
+            alert.name not in _PLACEHOLDER_NAMES else ""
+        if not name and alert.name and alert.name not in _PLACEHOLDER_NAMES \
+                and not any(alert.name in p for p in text_parts if p):
             text_parts.insert(0, alert.name)
         # A runbook link in the annotations counts as is; one in free text only if it says so.
         urls = [alert.annotations.get(k, "") for k in ("runbook_url", "runbook", "runbook_link")]
@@ -199,6 +202,7 @@ class Query:
         return cls(name=name, text=text, labels=" ".join(label_parts), runbook_hint=hint)
 
 
+_PLACEHOLDER_NAMES = frozenset({"UnnamedAlert", "GrafanaAlert", "Symptom report"})
 _URL = re.compile(r"<?https?://[^\s>]+>?")
 # Slack mentions (<@U..>, <!here>, <#C..|name>) and :emoji: codes say nothing about the incident.
 _SLACK_MARKUP = re.compile(r"<[@!#][^>]*>|:[a-z0-9_+-]+:")

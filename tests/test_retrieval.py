@@ -369,3 +369,12 @@ def test_cli_match_reads_a_pasted_firing_notification_as_text(tmp_path: Path) ->
                              tmp_path, line + "\n")
     assert code == 0, err
     assert json.loads(out)["matches"][0]["id"] == "kubernetes/KubePodCrashLooping"
+
+
+def test_a_payload_without_an_alert_name_is_matched_on_its_text(
+    index: HybridRunbookIndex,
+) -> None:
+    nameless = Alert(name="UnnamedAlert", summary="etcd cluster has no leader",
+                     fingerprint="f")
+    assert Query.of(nameless).name == ""
+    assert index.match(nameless)[0].id == "etcd/etcdNoLeader"
