@@ -235,23 +235,40 @@ def top_templates(evidence: Evidence, *, limit: int = 3) -> list[EvidenceItem]:
     return sorted(pool, key=lambda i: (-i.score, -i.count))[:limit]
 
 
+def _list_items(prose: str) -> list[str]:
+    """Markdown list items, each with its wrapped continuation lines joined on."""
+    items: list[str] = []
+    current: list[str] | None = None
+    for line in prose.splitlines():
+        match = _STEP_LINE.match(line)
+        if match:
+            current = [match.group("text").strip()]
+            items.append("")
+        elif current is not None and line.startswith((" ", "\t")) and line.strip():
+            current.append(line.strip())
+        else:
+            current = None
+            continue
+        items[-1] = " ".join(current)
+    return items
+
+
+def _looks_like_command(code: str) -> bool:
+    """`kubectl get pods -n shop` is a command; `maximumPoolSize` is a name in prose."""
+    first = code.strip().lstrip("$ ").split(" ", 1)[0]
+    return " " in code.strip() and first.isascii() and first.replace("-", "").isalnum() \
+        and first.islower()
+
+
 def runbook_steps(item: EvidenceItem, *, limit: int = 4) -> list[NextStep]:
-    """List items of a runbook section as steps; a code block in it as the suggested command."""
+    """List items of a runbook section as steps; a command in it as the suggested command."""
     commands = [m.group("code").strip() for m in _CODE_BLOCK.finditer(item.text)]
     prose = _CODE_BLOCK.sub("", item.text)
     steps: list[NextStep] = []
-    for line in prose.splitlines():
-        match = _STEP_LINE.match(line)
-        if not match:
-            continue
-        text = match.group("text").strip()
-        inline = _INLINE_CODE.search(text)
-        if inline:
-            # The command is shown on its own line; the step keeps the words around it.
-            words = _INLINE_CODE.sub("", text).strip().rstrip(":").strip()
-            text = words or text
-        steps.append(NextStep(step=text, command=inline.group("code") if inline else None,
-                              cites=[item.id]))
+    for text in _list_items(prose):
+        command = next((m.group("code") for m in _INLINE_CODE.finditer(text)
+                        if _looks_like_command(m.group("code"))), None)
+        steps.append(NextStep(step=text, command=command, cites=[item.id]))
         if len(steps) >= limit:
             break
     if not steps:

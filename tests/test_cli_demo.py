@@ -13,7 +13,7 @@ from bot.settings import load_settings
 runner = CliRunner()
 
 
-def test_demo_walks_a_draft_through_approval_and_verifies(tmp_path: Path) -> None:
+def test_demo_walks_the_whole_road_and_verifies(tmp_path: Path) -> None:
     from bot.cli import app
 
     demo_dir = tmp_path / "demo"
@@ -28,7 +28,13 @@ def test_demo_walks_a_draft_through_approval_and_verifies(tmp_path: Path) -> Non
         assert draft.status is DraftStatus.APPROVED and draft.id is not None
         decision = store.get_decision(draft_id=draft.id)
         assert decision is not None and decision.action is DecisionAction.EDIT_APPROVE
-        assert decision.diff and "+2. Roll back v2.14.0 now" in decision.diff
+        assert decision.diff and "+**On-call decision:** roll back v2.14.0 now" in decision.diff
+        # The draft came from the real road: the new pool-timeout template and the
+        # pool-exhaustion runbook are cited, written without a model.
+        assert draft.model == "evidence-only"
+        assert "HikariPool-1 - Connection is not available" in draft.markdown
+        assert "db-connection-pool-exhaustion" in draft.markdown
+        assert draft.grounding_score == 1.0
         assert store.get_received(received_id=1).body == (
             Path(__file__).resolve().parents[1] / "samples/alerts/checkout-5xx.json"
         ).read_bytes()

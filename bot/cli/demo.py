@@ -8,6 +8,7 @@ insert a step where it belongs; each step reads what earlier steps left on the r
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markdown import Markdown
 from rich.markup import escape
-from rich.panel import Panel
 from rich.table import Table
 
 from bot.alerts import parse_payload
@@ -26,11 +25,14 @@ from bot.audit import schema
 from bot.audit.store import AuditStore
 from bot.cli.context import out
 from bot.cli.drafts import decision_panel, draft_table
-from bot.domain import Alert, Decision, Draft, DraftKind, Incident
+from bot.domain import Alert, Decision, Draft, EvidencePart, Incident
+from bot.ports import LogSource, RunbookIndex
 from bot.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_ALERT = REPO_ROOT / "samples" / "alerts" / "checkout-5xx.json"
+SAMPLE_RUNBOOKS = REPO_ROOT / "runbooks"
+SAMPLE_LOGS = REPO_ROOT / "samples" / "logs"
 MARKER = ".hotwash-demo"
 DEMO_APPROVER = "U0DEMOLEAD"
 DEMO_BYSTANDER = "U0BYSTANDER"
@@ -53,6 +55,9 @@ class DemoRun:
     received_id: int | None = None
     alerts: list[Alert] = field(default_factory=list)
     incident: Incident | None = None
+    runbooks: RunbookIndex | None = None
+    logs: LogSource | None = None
+    evidence: EvidencePart | None = None
     draft: Draft | None = None
     decision: Decision | None = None
 
@@ -76,8 +81,10 @@ def prepare_data_dir(run: DemoRun) -> None:
     (run.data_dir / MARKER).write_text("created by `hotwash demo`; recreated on each run\n")
     run.settings = load_settings(data_dir=run.data_dir,
                                  database_url=f"sqlite:///{run.data_dir / 'hotwash.db'}",
-                                 approvers=[DEMO_APPROVER], auto_migrate=False)
-    run.console.print(f"data dir [b]{run.data_dir}[/b] (embedded SQLite, no Slack, no model)")
+                                 approvers=[DEMO_APPROVER], auto_migrate=False,
+                                 runbooks_dir=SAMPLE_RUNBOOKS, log_files=[SAMPLE_LOGS])
+    run.console.print(f"data dir [b]{run.data_dir}[/b] (embedded SQLite and Chroma, "
+                      "bundled runbooks and logs, no Slack, no model)")
 
 
 def migrate(run: DemoRun) -> None:
@@ -112,31 +119,59 @@ def open_incident(run: DemoRun) -> None:
                       f"{'opened' if created else 'joined'}: {escape(run.incident.title)}")
 
 
-def store_draft(run: DemoRun) -> None:
-    """Store a pending triage draft. (A fixed text for now: the triage pipeline replaces
-    this step.)"""
-    store = run.need_store()
-    assert run.incident is not None
-    markdown = (
-        "## Triage: checkout returning HTTP 5xx\n\n"
-        "**Likely cause:** the database connection pool is exhausted since deploy "
-        "v2.14.0 [E1].\n\n"
-        "**Evidence**\n"
-        "- E1: new log template `HikariPool-1 - Connection is not available, request timed "
-        "out after 30000ms`\n"
-        "- E2: upstream 503s from checkout\n\n"
-        "**Next steps**\n"
-        "1. Check pool usage against `maximumPoolSize` (20).\n"
-        "2. Roll back v2.14.0 or raise the pool size.\n"
-    )
-    run.draft = store.save_draft(draft=Draft(
-        kind=DraftKind.TRIAGE, incident_id=run.incident.id,
-        content={"cause": "DB connection pool exhaustion after v2.14.0",
-                 "evidence": ["E1", "E2"]},
-        markdown=markdown, model="demo-fixture", evidence_refs=("E1", "E2"),
-        notes=("written by the demo, not by a model",)))
+def index_runbooks(run: DemoRun) -> None:
+    """Embed the bundled runbooks into embedded Chroma (offline model), incrementally."""
+    from bot.retrieval import sync_and_open
+
+    assert run.settings is not None
+    began = time.perf_counter()
+    index, stats = sync_and_open(settings=run.settings)
+    run.runbooks = index
+    run.console.print(f"{len(list(SAMPLE_RUNBOOKS.glob('**/*.md')))} runbooks from "
+                      f"{SAMPLE_RUNBOOKS.name}/: {stats.embedded} embedded, "
+                      f"{stats.unchanged} unchanged, {len(stats.problems)} skipped "
+                      f"({time.perf_counter() - began:.1f} s)")
+
+
+def match_runbook(run: DemoRun) -> None:
+    """Rank runbooks for the alert; an empty list would mean "no runbook applies"."""
+    assert run.runbooks is not None
+    matches = run.runbooks.match(run.alerts[0], limit=3)
+    if not matches:
+        raise DemoFailed("no runbook matched the demo alert")
+    table = Table("runbook", "score", "best section", title="Runbooks for the alert")
+    for match in matches:
+        table.add_row(match.id, f"{match.score:.2f}", match.section)
+    run.console.print(table)
+
+
+def read_logs(run: DemoRun) -> None:
+    """Condense the bundled logs around the alert: templates, novelty, redaction."""
+    from bot.cli.evidence import render_evidence
+    from bot.logsource import build_log_source
+
+    assert run.settings is not None
+    run.logs = build_log_source(run.settings)
+    run.evidence = run.logs.collect(run.alerts[0])
+    render_evidence(run.evidence, source=run.logs.name, console=run.console)
+    if not any(item.is_new for item in run.evidence.items):
+        raise DemoFailed("the logs showed no new error template")
+
+
+def triage_draft(run: DemoRun) -> None:
+    """Draft the triage with no model configured (evidence-only drafter); store it pending."""
+    from bot.cli.triage import show_draft
+    from bot.pipeline import triage
+    from bot.services import Services
+
+    assert run.settings is not None and run.runbooks is not None and run.logs is not None
+    services = Services(settings=run.settings, store=run.need_store(), runbooks=run.runbooks,
+                        logs=run.logs, models=[])
+    run.draft = triage(alert=run.alerts[0], services=services, incident=run.incident)
+    if run.draft.id is None:
+        raise DemoFailed("the draft was not stored")
+    show_draft(run.draft, title=f"Triage draft #{run.draft.id}", console=run.console)
     run.console.print(draft_table([run.draft], title="Pending drafts"))
-    run.console.print(Panel(Markdown(markdown), title=f"draft {run.draft.id}", expand=False))
 
 
 def refused_attempt(run: DemoRun) -> None:
@@ -156,8 +191,8 @@ def approve_draft(run: DemoRun) -> None:
     """The approver edits one line and approves: the diff and both steps are audited."""
     store, draft = run.need_store(), run.draft
     assert draft is not None and draft.id is not None
-    edited = draft.markdown.replace("2. Roll back v2.14.0 or raise the pool size.",
-                                    "2. Roll back v2.14.0 now; raise the pool size later.")
+    edited = draft.markdown.rstrip() + (
+        "\n\n**On-call decision:** roll back v2.14.0 now; size the pool before redeploying.\n")
     run.decision = approve(store=store, draft_id=draft.id, actor=DEMO_APPROVER,
                            approvers=run.approvers, edited_markdown=edited, via="demo")
     again = approve(store=store, draft_id=draft.id, actor=DEMO_APPROVER,
@@ -187,7 +222,10 @@ STEPS: list[Step] = [
     ("Migrate the embedded SQLite database", migrate),
     ("Receive the CheckoutHighErrorRate alert", receive_alert),
     ("Group it into an incident", open_incident),
-    ("Store a pending triage draft", store_draft),
+    ("Index the bundled runbooks into Chroma", index_runbooks),
+    ("Match runbooks to the alert", match_runbook),
+    ("Read and condense the bundled logs", read_logs),
+    ("Draft the triage and store it pending", triage_draft),
     ("A non-approver tries to approve", refused_attempt),
     ("An approver edits and approves", approve_draft),
     ("Verify the audit chain", verify_chain),
@@ -212,7 +250,7 @@ def demo(
     data_dir: Annotated[Path, typer.Option("--dir", help="Demo data dir (recreated).")] = (
         Path("data/demo")),
 ) -> None:
-    """Walk an alert through storage, a pending draft, approval and chain verification."""
+    """Walk an alert down the whole road: store, runbooks, logs, triage, approval, audit."""
     try:
         run_demo(data_dir=data_dir, console=out)
     except DemoFailed as exc:

@@ -7,13 +7,15 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from bot.cli.context import err, out, settings_from
 from bot.domain import EvidencePart
 
 
-def _render(part: EvidencePart, *, source: str) -> None:
+def render_evidence(part: EvidencePart, *, source: str, console: Console = out) -> None:
+    """Print condensed evidence as a table, then what was missing and the counts."""
     table = Table("id", "what", "evidence", title=f"Evidence from {source}", show_lines=True)
     for item in part.items:
         what = [item.kind.value, (item.level or "").upper(), "NEW" if item.is_new else "",
@@ -21,13 +23,13 @@ def _render(part: EvidencePart, *, source: str) -> None:
         if item.first_seen and item.last_seen:
             what.append(f"{item.first_seen:%H:%M:%S}-{item.last_seen:%H:%M:%S}")
         table.add_row(item.id, "\n".join(w for w in what if w), item.text)
-    out.print(table)
+    console.print(table)
     for gap in part.gaps:
-        out.print(f"[red]missing[/red] {gap.source}: {gap.error}", highlight=False)
+        console.print(f"[red]missing[/red] {gap.source}: {gap.error}", highlight=False)
         if gap.query:
-            out.print(gap.query, markup=False, highlight=False)
+            console.print(gap.query, markup=False, highlight=False)
     stats = ", ".join(f"{k}={v}" for k, v in part.stats.items())
-    out.print(f"redactions={part.redactions}  {stats}", markup=False, highlight=False)
+    console.print(f"redactions={part.redactions}  {stats}", markup=False, highlight=False)
 
 
 def evidence(
@@ -64,7 +66,7 @@ def evidence(
                    **part.model_dump(mode="json")}
         out.print_json(json.dumps(payload, default=str))
         return
-    _render(part, source=source.name)
+    render_evidence(part, source=source.name)
 
 
 def register(app: typer.Typer) -> None:
