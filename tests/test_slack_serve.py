@@ -78,6 +78,17 @@ def test_serve_http_answers_slack_and_health_then_stops_cleanly(tmp_path: Path) 
             output = process.communicate(timeout=30)[0].decode()
         assert process.returncode == 0, output
         assert fake.calls_to("auth.test"), "the bot token is checked at start"
+        # The scheduled jobs were registered in the shared SQL job store while it ran.
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'data' / 'hotwash.db'}")
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(sa.text("SELECT id FROM apscheduler_jobs"))
+                jobs = {str(row[0]).split(":")[0] for row in rows}
+        finally:
+            engine.dispose()
+        assert {"reindex", "retention"} <= jobs, jobs
 
 
 @pytest.mark.slow

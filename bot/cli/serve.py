@@ -22,6 +22,10 @@ def serve(
     host: str | None = typer.Option(None, help="Bind address (default HOTWASH_HTTP_HOST)."),
     port: int | None = typer.Option(None, help="Port (default HOTWASH_HTTP_PORT)."),
     workers: int = typer.Option(4, min=1, max=32, help="Background triage threads."),
+    jobs: bool = typer.Option(
+        True, "--jobs/--no-jobs",
+        help="Run scheduled jobs (digests, re-index, retention). Safe on every replica: "
+             "each slot is claimed in the database and runs once."),
 ) -> None:
     """Serve Slack (Socket Mode or HTTP), the webhooks and /healthz, /readyz."""
     import uvicorn
@@ -47,6 +51,12 @@ def serve(
     services = build_services(settings)
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hotwash-triage")
     room = build_room(services, executor=executor)
+    scheduler = None
+    if jobs:
+        from bot.jobs import run_jobs
+
+        scheduler = run_jobs(services=services,
+                             slack=room.poster if settings.slack_bot_token else None)
     bolt_app = None
     handler = None
     if settings.slack_bot_token is not None:
@@ -79,6 +89,10 @@ def serve(
     finally:
         if handler is not None:
             handler.close()  # type: ignore[no-untyped-call]
+        if scheduler is not None:
+            from bot.jobs import stop_scheduler
+
+            stop_scheduler(scheduler)
         executor.shutdown(wait=True, cancel_futures=False)
         services.store.close()
 
