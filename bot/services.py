@@ -39,7 +39,11 @@ class Services:
 
     def __post_init__(self) -> None:
         if self.quota is None:
-            self.quota = DailyTokenQuota(limit=self.settings.daily_token_quota)
+            ledger = getattr(self.store, "tokens_spent", None)
+            self.quota = DailyTokenQuota(
+                limit=self.settings.daily_token_quota,
+                ledger=(lambda channel, since: ledger(channel=channel, since=since))
+                if callable(ledger) else None)
         if self.evidence_cache is None:
             self.evidence_cache = EvidenceCache()
 

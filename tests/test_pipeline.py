@@ -281,6 +281,27 @@ def test_daily_quota_switches_to_evidence_only_with_a_note(
         svc.store.close()
 
 
+def test_daily_quota_is_read_from_stored_drafts_so_a_restart_does_not_reset_it(
+    tmp_path: Path, fake: FakeOpenAI,
+) -> None:
+    model = _model(fake, "primary-m")
+    first = make_services(tmp_path, models=[model], daily_token_quota=100)
+    try:
+        assert triage(alert=checkout_alert(), services=first).model == "primary-m"
+    finally:
+        first.store.close()
+    # A new process (or another replica) on the same database.
+    restarted = make_services(tmp_path, models=[model], daily_token_quota=100)
+    try:
+        again = triage(alert=checkout_alert(fingerprint="fp-after-restart"), services=restarted)
+        assert again.model == "evidence-only"
+        assert any("daily token quota" in n for n in again.notes)
+        assert len(fake.chat_requests()) == 1
+    finally:
+        model.close()
+        restarted.store.close()
+
+
 def test_no_model_configured_writes_evidence_only_drafts(tmp_path: Path) -> None:
     svc = make_services(tmp_path, models=[])
     try:

@@ -368,6 +368,17 @@ class AuditStore:
                 query = query.where(DraftRow.incident_id == incident_id)
             return [draft_from_row(row) for row in session.scalars(query)]
 
+    def tokens_spent(self, *, channel: str | None, since: datetime) -> int:
+        """Model tokens (prompt + completion) of drafts stored for ``channel`` since ``since``:
+        the shared ledger behind the daily quota, the same for every replica."""
+        with self.read() as session:
+            query = select(func.coalesce(
+                func.sum(DraftRow.prompt_tokens + DraftRow.completion_tokens), 0)
+            ).where(DraftRow.created_at >= since)
+            query = query.where(DraftRow.channel.is_(None) if channel is None
+                                else DraftRow.channel == channel)
+            return int(session.scalar(query) or 0)
+
     def superseded_by(self, *, draft_id: int) -> int | None:
         """The draft that replaced this one, if any."""
         with self.read() as session:
