@@ -150,7 +150,7 @@ BACKEND_ERRORS = Counter(
 )
 QUOTA_USE = Gauge(
     "hotwash_quota_use_ratio",
-    "Highest share of the daily token quota used by any one channel today (0..1+).",
+    "Share of the daily token quota used by the channel of this replica's latest triage.",
     registry=REGISTRY,
 )
 QUOTA_REFUSALS = Counter(
@@ -346,7 +346,7 @@ def backend_call(*, backend: Backend, operation: str) -> Iterator[None]:
 
 
 def record_quota_use(*, ratio: float) -> None:
-    """The highest per-channel share of the daily token quota used today."""
+    """The share of the daily token quota the channel just triaged has used today."""
     QUOTA_USE.set(max(ratio, 0.0))
 
 
@@ -442,6 +442,65 @@ def pending_from_store(store: Any) -> PendingSource:
         return [PendingDrafts(kind=str(kind), count=int(count),
                               oldest_age_s=max(seconds_between(oldest, now), 0.0))
                 for kind, count, oldest in rows if oldest is not None]
+
+    return read
+
+
+QuotaSource = Callable[[], float]
+"""Returns the highest share of the daily token quota any channel has used today."""
+
+
+class _QuotaCollector(Collector):
+    """The highest per-channel quota use today, read from the shared store at scrape time
+    (``hotwash_quota_use_ratio`` is only the last triaged channel on one replica)."""
+
+    def __init__(self) -> None:
+        self.source: QuotaSource | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        source = self.source
+        if source is None:
+            return []
+        try:
+            ratio = source()
+        except Exception:  # a scrape must not fail because the database is down
+            BACKEND_ERRORS.labels(backend="database", operation="quota_use").inc()
+            return []
+        gauge = GaugeMetricFamily(
+            "hotwash_quota_highest_use_ratio",
+            "Highest share of the daily token quota any one channel has used today (UTC).")
+        gauge.add_metric([], ratio)
+        return [gauge]
+
+
+_QUOTA = _QuotaCollector()
+REGISTRY.register(_QUOTA)
+
+
+def watch_quota(source: QuotaSource | None) -> None:
+    """Report quota use from ``source`` (called at each scrape); None stops it."""
+    _QUOTA.source = source
+
+
+def quota_from_store(store: Any, *, limit: int) -> QuotaSource:
+    """A :data:`QuotaSource` over the audit store: model tokens of today's drafts, summed
+    per channel, the largest sum over ``limit`` (the ledger the quota itself reads)."""
+    from sqlalchemy import func, select
+
+    from bot.audit.models import DraftRow
+
+    def read() -> float:
+        now = store.now()
+        midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        spent = func.sum(DraftRow.prompt_tokens + DraftRow.completion_tokens)
+        with store.read() as session:
+            top = session.scalar(
+                select(spent).where(DraftRow.created_at >= midnight)
+                .group_by(DraftRow.channel).order_by(spent.desc()).limit(1))
+        return float(top or 0) / limit if limit > 0 else 0.0
 
     return read
 

@@ -438,6 +438,8 @@ def operating(settings: Settings, *, store: Any = None, metrics_port: int = 0,
         metrics.record_build(version="unknown")
     if store is not None:
         metrics.watch_pending_drafts(metrics.pending_from_store(store))
+        if settings.daily_token_quota > 0:
+            metrics.watch_quota(metrics.quota_from_store(store, limit=settings.daily_token_quota))
     server = None
     if metrics_port:
         try:
@@ -455,4 +457,5 @@ def operating(settings: Settings, *, store: Any = None, metrics_port: int = 0,
         if server is not None:
             server.close()
         metrics.watch_pending_drafts(None)
+        metrics.watch_quota(None)
         shutdown_tracing()

@@ -174,12 +174,14 @@ def exposed_metrics() -> dict[str, set[str]]:
             names[base] = labels
     # Store-backed gauges come from a collector; collect it once with a source.
     metrics.watch_pending_drafts(lambda: [])
+    metrics.watch_quota(lambda: 0.0)
     try:
         for family in metrics.REGISTRY.collect():
             for s in family.samples:
                 names.setdefault(s.name, set()).update(s.labels)
     finally:
         metrics.watch_pending_drafts(None)
+        metrics.watch_quota(None)
     return names
 
 
@@ -315,7 +317,7 @@ def test_dashboard_has_the_three_views(dashboard: dict[str, Any]) -> None:
     text = "\n".join(t["expr"] for p in panels(dashboard) for t in p["targets"])
     for needle in ("histogram_quantile(0.99", "hotwash_pending_drafts",
                    "hotwash_fallback_steps_total", "hotwash_cost_usd_total",
-                   "hotwash_quota_use_ratio", "hotwash_grounding_failures_total",
+                   "hotwash_quota_highest_use_ratio", "hotwash_grounding_failures_total",
                    'action="reject"', 'action="edit_approve"'):
         assert needle in text, needle
 

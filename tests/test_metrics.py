@@ -335,3 +335,38 @@ def test_superseded_drafts_are_counted(tmp_path: Path) -> None:
         assert metrics.sample("hotwash_drafts_total", labels) == before + 2
     finally:
         store.close()
+
+
+def test_quota_use_is_the_busiest_channel_today_from_the_store(tmp_path: Path) -> None:
+    from bot.audit.store import build_store
+    from bot.domain import Draft
+    from bot.settings import Settings
+
+    class Clock:
+        at = datetime(2026, 11, 28, 23, 0, tzinfo=UTC)
+
+        def now(self) -> datetime:
+            return self.at
+
+    store = build_store(Settings(data_dir=tmp_path / "data"), clock=Clock())
+    try:
+        def spend(channel: str, tokens: int, day: int = 28) -> None:
+            store.save_draft(draft=Draft(
+                kind=DraftKind.TRIAGE, content={}, markdown="x", model="m", channel=channel,
+                prompt_tokens=tokens, completion_tokens=0,
+                created_at=datetime(2026, 11, day, 12, 0, tzinfo=UTC)))
+
+        spend("C0BUSY", 3000)
+        spend("C0BUSY", 1000)
+        spend("C0QUIET", 500)
+        spend("C0BUSY", 90_000, day=27)  # yesterday does not count
+        read = metrics.quota_from_store(store, limit=10_000)
+        assert read() == pytest.approx(0.4)
+        metrics.watch_quota(read)
+        try:
+            assert ({}, 0.4) in scraped()["hotwash_quota_highest_use_ratio"]
+        finally:
+            metrics.watch_quota(None)
+        assert "hotwash_quota_highest_use_ratio" not in scraped()
+    finally:
+        store.close()

@@ -229,7 +229,7 @@ def test_a_webhook_triage_moves_the_metrics_and_logs_one_correlation_id(
 
 
 def test_operating_serves_the_metrics_port_and_cleans_up(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", daily_token_quota=1000)
     store = build_store(settings)
     try:
         with telemetry.operating(settings, store=store, metrics_port=0) as server:
@@ -243,7 +243,10 @@ def test_operating_serves_the_metrics_port_and_cleans_up(tmp_path: Path) -> None
                 text = client.get(f"http://127.0.0.1:{server.port}/metrics").text
             assert "hotwash_build_info{version=" in text
             assert 'hotwash_pending_drafts{kind="triage"} 0.0' in text
-        assert "hotwash_pending_drafts{" not in metrics.render().decode()
+            assert "hotwash_quota_highest_use_ratio 0.0" in text
+        after = metrics.render().decode()
+        assert "hotwash_pending_drafts{" not in after
+        assert "hotwash_quota_highest_use_ratio" not in after
     finally:
         store.close()
 
