@@ -112,15 +112,53 @@ WEAK = frozenset(
     "alert alerts high low too many is firing critical warning warn info page rate total "
     "count detected detect".split()
 )
-# The mix (weights and threshold) is set on benchmarks/retrieval_queries.yaml, our own set.
-W_NAME, W_DENSE, W_LEXICAL = 0.40, 0.40, 0.20
-TEXT_WEIGHTS = (0.25, 0.50, 0.25)  # a message has no name: meaning weighs more
-EVIDENCE_MIDPOINT = 0.75  # mix + cosine where a match is a coin flip
-CONFIDENCE_SLOPE = 6.0
-ABSTAIN_BELOW = 0.45  # below the lowest answerable query of our set, with a margin
-EXACT_BONUS = 0.25
+# The ranker: a linear mix of FEATURES in logit units (softmax over runbooks), one weight
+# vector for alerts with a name and one for plain messages. Fit by benchmarks/retrieval_fit.py.
+NAME_WEIGHTS = (1.44, 2.45, 0.62, 1.79, 1.4, 1.81, 1.55, 2.65, 2.09, 0.01, 1.47, -0.58, 1.97,
+                0.0)
+TEXT_WEIGHTS = (2.09, 2.61, 2.54, 2.89, 1.58, 2.07, 1.78, 2.01, 1.62, 0.0, 0.09, -1.28, 2.09,
+                0.0)
+# Abstention: P(some runbook answers) from the shape of the ranking (ABSTAIN_FEATURES), a
+# logistic model fit on answerable vs out-of-scope queries by the same script.
+ABSTAIN_FEATURES = ("top", "margin", "cosine", "agreement", "unknown", "named", "name",
+                    "lexical", "conflict")
+ABSTAIN_WEIGHTS = (0.31, 0.28, 6.94, -0.23, -2.36, -1.61, -0.66, 2.24, 0.64)
+ABSTAIN_BIAS = -7.91
+# At 1% of our answerable queries abstained (cross-validated: 1.6% answerable, 28/35 out of
+# scope abstained).
+ABSTAIN_BELOW = 0.15
+# The runbook's author named this very alert, or the alert links its runbook: rank it first.
+LINKED_BONUS = 3.0
 LINKED_CONFIDENCE = 0.9
-UNKNOWN_SUBJECT_PENALTY = 0.3
+
+
+# What a runbook is about is often told apart from its neighbours by one word of a closed
+# set: the workload kind, the resource, the etcd role... When the query names a member of
+# such a set and a runbook's name names another one (Deployment vs DaemonSet), that is
+# evidence against it; when both name the same one, evidence for it. Terms of the trade,
+# not tied to one corpus.
+ENTITY_GROUPS: tuple[frozenset[str], ...] = tuple(frozenset(g.split()) for g in (
+    "deployment daemonset statefulset job",
+    "cpu memory",
+    "leader member",
+    "quota overcommit",
+    "client server",
+    "kubelet scheduler controller proxy etcd alertmanager operator",
+    "space file",
+    "receive transmit",
+))
+# The evidence columns the ranker mixes; weights below are fit by benchmarks/retrieval_fit.py
+# (listwise logistic regression, cross-validated on benchmarks/retrieval_queries.yaml).
+FEATURES = ("name", "name_text", "name_dense", "dense", "cosine", "overview", "top2",
+            "lexical", "overview_lexical", "linked", "agree", "conflict", "fused", "unknown")
+
+
+@dataclass(frozen=True)
+class Features:
+    """Per-runbook evidence for one query (rows: runbooks; columns: FEATURES)."""
+
+    matrix: NDArray[np.float64]
+    best_row: NDArray[np.int64]
 
 
 def stem(word: str) -> str:
@@ -135,11 +173,29 @@ def stem(word: str) -> str:
     return word
 
 
+# Kubernetes kinds are one word in some names and two in others (DaemonSet, Daemonset,
+# "daemon set"): read them as one word on both sides so "set" alone matches nothing.
+_COMPOUNDS = {("daemon", "set"): "daemonset", ("stateful", "set"): "statefulset",
+              ("replica", "set"): "replicaset", ("config", "map"): "configmap",
+              ("cron", "job"): "cronjob", ("service", "monitor"): "servicemonitor",
+              ("pod", "monitor"): "podmonitor"}
+
+
+def _joined(parts: list[str]) -> list[str]:
+    out: list[str] = []
+    for word in parts:
+        if out and (out[-1], word) in _COMPOUNDS:
+            out[-1] = _COMPOUNDS[(out[-1], word)]
+        else:
+            out.append(word)
+    return out
+
+
 def tokens(text: str, *, expand: bool = False) -> list[str]:
     """Stemmed word tokens; ``expand`` adds ops synonyms (queries only)."""
     out: list[str] = []
     previous = ""
-    for word in words(text):
+    for word in _joined(words(text)):
         if word in STOPWORDS or len(word) < 2 and not word.isdigit():
             continue
         for part in CANONICAL.get(word, word).split():
@@ -236,6 +292,31 @@ def humanize_name(name: str) -> str:
     return " ".join(words(name))
 
 
+def mix(matrix: NDArray[np.float64], weights: Sequence[float]) -> NDArray[np.float64]:
+    """The ranker's score per runbook (logit units): learnt weights plus the linked rule."""
+    linked = matrix[:, FEATURES.index("linked")]
+    return np.asarray(matrix @ np.asarray(weights) + LINKED_BONUS * linked, dtype=np.float64)
+
+
+def ranking_shape(matrix: NDArray[np.float64], *, mixed: NDArray[np.float64],
+                  cosine: NDArray[np.float64], named: bool) -> NDArray[np.float64]:
+    """How decisive one query's ranking is, as ABSTAIN_FEATURES: the best mix, its margin
+    over the runner-up, the best runbook's cosine, whether the dense, lexical (and name)
+    rankers all put it first, whether the alert's system is unknown to the corpus, and how
+    well the best runbook's name, words and key entities fit the query."""
+    order = np.argsort(-mixed, kind="stable")
+    top = int(order[0])
+    second = float(mixed[order[1]]) if len(order) > 1 else float(mixed[top]) - 5.0
+    leaders = {int(np.argmax(matrix[:, FEATURES.index(f)])) for f in ("dense", "lexical")}
+    if named:
+        leaders.add(int(np.argmax(matrix[:, FEATURES.index("name")])))
+    column = {f: matrix[top, FEATURES.index(f)] for f in FEATURES}
+    return np.array([float(mixed[top]), min(float(mixed[top]) - second, 5.0),
+                     float(cosine[top]), float(leaders == {top}), column["unknown"],
+                     float(named), column["name"] if named else 0.0, column["lexical"],
+                     column["conflict"]])
+
+
 @dataclass
 class _Runbook:
     id: str
@@ -284,6 +365,13 @@ class HybridRunbookIndex:
                 df[t] += 1
         self._name_idf = {t: math.log(1 + n / c) for t, c in df.items()}
         self._bm25 = self._build_bm25()
+        self._name_vectors: NDArray[np.float32] | None = None
+        self._name_query: NDArray[np.float32] | None = None
+        self._overview_rows = np.array(
+            [r for r, c in enumerate(self._chunks) if c.kind == "overview"], dtype=np.int64)
+        self._entity_groups = [frozenset(stem(w) for w in group) for group in ENTITY_GROUPS]
+        self._runbook_entities = [frozenset().union(*rb.name_tokens) if rb.name_tokens
+                                  else frozenset() for rb in self._runbooks]
         # An on-call engineer opening a runbook mid-incident wants the steps: on a near tie,
         # point at Diagnosis/Mitigation rather than Impact or Follow-up.
         self._section_prior = np.array([_section_prior(c.section) for c in self._chunks])
@@ -308,9 +396,11 @@ class HybridRunbookIndex:
         """Ranked runbooks with calibrated 0..1 scores; [] when the evidence is weak."""
         scored = self.score(query)
         out: list[RunbookMatch] = []
+        # The decision to answer is the best runbook's; the runners-up follow it (an on-call
+        # engineer reads two more links gladly), each with its own lower score.
+        if not scored or scored[0][0] < self._abstain_below:
+            return []
         for score, rb, row in scored[:limit]:
-            if score < self._abstain_below:
-                break
             chunk = self._chunks[row]
             sections = tuple(dict.fromkeys(self._chunks[r].section for r in rb.chunk_rows))
             out.append(RunbookMatch(id=rb.id, title=rb.title, score=round(score, 4),
@@ -324,12 +414,37 @@ class HybridRunbookIndex:
         q = Query.of(query)
         if not (q.text or q.labels):
             return []
-        name_scores = self._name_scores(q)
+        found = self.features(q)
+        weights = NAME_WEIGHTS if q.name else TEXT_WEIGHTS
+        mixed, cosine = self.follow_links(mix(found.matrix, weights),
+                                          found.matrix[:, FEATURES.index("cosine")])
+        order = np.argsort(-mixed, kind="stable")
+        shape = ranking_shape(found.matrix, mixed=mixed, cosine=cosine, named=bool(q.name))
+        logit = ABSTAIN_BIAS + float(shape @ np.asarray(ABSTAIN_WEIGHTS))
+        answerable = 1.0 / (1.0 + math.exp(-logit))
+        # P(runbook i answers) = P(some runbook does) x i's odds against the best one.
+        confidence = answerable * np.exp(np.minimum(mixed - mixed[order[0]], 0.0))
+        linked = found.matrix[:, FEATURES.index("linked")] > 0
+        confidence = np.where(linked, np.maximum(confidence, LINKED_CONFIDENCE), confidence)
+        out: list[tuple[float, _Runbook, int]] = []
+        ceiling = 1.0
+        for i in order:
+            ceiling = min(ceiling, float(confidence[i]))  # scores never rise down the list
+            out.append((ceiling, self._runbooks[i], int(found.best_row[i])))
+        return out
+
+    def features(self, q: Query) -> Features:
+        """The evidence for every runbook, one row each, columns as in FEATURES."""
+        name_scores, name_text = self._name_scores(q)
+        self._name_query = None
         dense_rb, cosine, chunk_sims = self._dense_scores(q)
+        name_dense = self._name_dense()
+        overview_cos, top2_cos = self._dense_views(chunk_sims)
         lexical, chunk_lexical = self._lexical_scores(q)
         best_row = self._best_rows(chunk_sims, chunk_lexical)
-        w_name, w_dense, w_lexical = (W_NAME, W_DENSE, W_LEXICAL) if q.name else TEXT_WEIGHTS
-        mixed = w_name * name_scores + w_dense * dense_rb + w_lexical * lexical
+        overview_lex = np.zeros(len(self._runbooks))
+        rows = self._overview_rows
+        overview_lex[self._chunk_runbook[rows]] = chunk_lexical[rows]
         # Named links are the strongest evidence there is: the runbook's author named this very
         # alert (file name, title or `alerts:`), or the alert links its runbook (runbook_url).
         exact = humanize_name(q.name) if q.name else None
@@ -337,9 +452,30 @@ class HybridRunbookIndex:
             (exact is not None and exact in rb.aliases)
             or (bool(q.runbook_hint) and rb.id.rsplit("/", 1)[-1].lower() == q.runbook_hint)
             for rb in self._runbooks
-        ])
-        mixed += EXACT_BONUS * linked
-        # A page that only links elsewhere is scored as its target where that is better.
+        ], dtype=np.float64)
+        agree, conflict = self._entity_scores(q)
+        # Rank fusion of the dense and lexical rankers: ranks are comparable across queries
+        # where raw scores are not.
+        fused = np.zeros(len(self._runbooks))
+        for signal in (dense_rb, lexical, name_scores):
+            ranks = np.empty(len(signal))
+            ranks[np.argsort(-signal, kind="stable")] = np.arange(len(signal))
+            fused += np.where(signal > 0, 10.0 / (10.0 + ranks), 0.0)
+        columns = {
+            "name": name_scores, "name_text": name_text, "name_dense": name_dense,
+            "dense": dense_rb, "cosine": cosine, "overview": overview_cos,
+            "top2": top2_cos, "lexical": lexical, "overview_lexical": overview_lex,
+            "linked": linked, "agree": agree, "conflict": conflict, "fused": fused / 3.0,
+            "unknown": np.full(len(self._runbooks),
+                               float(bool(q.name) and not self._knows_subject(q.name))),
+        }
+        matrix = np.stack([columns[f] for f in FEATURES], axis=1)
+        return Features(matrix=matrix, best_row=best_row)
+
+    def follow_links(self, mixed: NDArray[np.float64], cosine: NDArray[np.float64],
+                     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """A page that only links elsewhere is scored as its target where that is better."""
+        mixed, cosine = mixed.copy(), cosine.copy()
         for rb in self._runbooks:
             if rb.thin:
                 for link in rb.links:
@@ -348,22 +484,51 @@ class HybridRunbookIndex:
                         i = self._position[rb.id]
                         mixed[i] = max(mixed[i], mixed[j] - 0.02)
                         cosine[i] = max(cosine[i], cosine[j])
-        # Calibration: the rank mix alone is relative (BM25 is normalised per query), so the
-        # absolute cosine of the best chunk joins it; off-topic questions stay low on both.
-        evidence = mixed + cosine
-        if q.name and not self._knows_subject(q.name):
-            # The alert's first word names its system (Postgresql..., Rabbitmq...); when no
-            # runbook ever mentions that system, similar-sounding runbooks are not about it.
-            evidence = evidence - UNKNOWN_SUBJECT_PENALTY
-        confidence = 1.0 / (1.0 + np.exp(-CONFIDENCE_SLOPE * (evidence - EVIDENCE_MIDPOINT)))
-        confidence = np.where(linked, np.maximum(confidence, LINKED_CONFIDENCE), confidence)
-        order = np.argsort(-mixed, kind="stable")
-        out: list[tuple[float, _Runbook, int]] = []
-        ceiling = 1.0
-        for i in order:
-            ceiling = min(ceiling, float(confidence[i]))  # scores never rise down the list
-            out.append((ceiling, self._runbooks[i], int(best_row[i])))
-        return out
+        return mixed, cosine
+
+    def _entity_scores(self, q: Query) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Per runbook, how many closed word sets its name agrees / conflicts with the query on."""
+        said = set(tokens(f"{q.name or q.text} {q.idioms}", expand=True))
+        agree = np.zeros(len(self._runbooks))
+        conflict = np.zeros(len(self._runbooks))
+        asked = [group & said for group in self._entity_groups]
+        for i, names in enumerate(self._runbook_entities):
+            for group, wanted in zip(self._entity_groups, asked, strict=True):
+                named = group & names
+                if wanted and named:
+                    if wanted & named:
+                        agree[i] += 1
+                    else:
+                        conflict[i] += 1
+        return agree, conflict
+
+    def _name_dense(self) -> NDArray[np.float64]:
+        """Cosine of the query to each runbook's names alone (a one-line document per
+        runbook): short against short, where a long chunk would dilute the meaning."""
+        if self._name_vectors is None:
+            texts = [" / ".join(dict.fromkeys(humanize_name(n) for n in rb.names))
+                     for rb in self._runbooks]
+            self._name_vectors = np.asarray(self._embedder.embed(texts), dtype=np.float32) \
+                if texts else np.zeros((0, 1), dtype=np.float32)
+        if self._name_query is None or len(self._name_vectors) == 0:
+            return np.zeros(len(self._runbooks))
+        return np.asarray(self._name_vectors @ self._name_query, dtype=np.float64)
+
+    def _dense_views(
+        self, sims: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Per runbook: the overview's cosine, and the mean of its two best chunks (a runbook
+        that answers in several places is a better bet than one lucky chunk)."""
+        n = len(self._runbooks)
+        overview = np.zeros(n)
+        top2 = np.zeros(n)
+        if len(sims) == 0:
+            return overview, top2
+        overview[self._chunk_runbook[self._overview_rows]] = sims[self._overview_rows]
+        for i, rb in enumerate(self._runbooks):
+            best = sorted((sims[r] for r in rb.chunk_rows), reverse=True)[:2]
+            top2[i] = sum(best) / 2 if len(best) == 2 else best[0]
+        return overview, top2
 
     def _knows_subject(self, name: str) -> bool:
         parts = words(name)
@@ -373,21 +538,27 @@ class HybridRunbookIndex:
         candidates = {*tokens(first), *(stem(x) for x in SYNONYMS.get(first, ()))}
         return not candidates or bool(candidates & self._vocabulary)
 
-    def _name_scores(self, q: Query) -> NDArray[np.float64]:
+    def _name_scores(self, q: Query) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Per runbook: how well its names fit the alert's name (both ways) or the message,
+        and how much of its best name the query's whole text covers (an alert's summary
+        often says in other words what its name abbreviates)."""
         scores = np.zeros(len(self._runbooks))
+        by_text = np.zeros(len(self._runbooks))
+        text_tokens = set(tokens(f"{q.name} {q.text} {q.idioms}", expand=True))
         if q.name:
             query_tokens = set(tokens(q.name, expand=True))
             own = {t: {t, *(stem(x) for x in SYNONYMS.get(w, ()))}
                    for w in words(q.name) for t in tokens(w)}
         else:
-            query_tokens = set(tokens(f"{q.text} {q.idioms}", expand=True))
+            query_tokens = text_tokens
             own = {}
-        if not query_tokens:
-            return scores
+        if not text_tokens:
+            return scores, by_text
         qw = {t: self._weight(t) for t in own}
         q_total = sum(qw.values())
         for i, rb in enumerate(self._runbooks):
             best = 0.0
+            best_text = 0.0
             for name in rb.name_tokens:
                 # Every word of a runbook's name counts in full: "too many" is part of what
                 # KubeletTooManyPods means, and must not make it easy to cover.
@@ -396,6 +567,8 @@ class HybridRunbookIndex:
                 if total <= 0:
                     continue
                 covered = sum(w for t, w in weights.items() if t in query_tokens) / total
+                best_text = max(best_text, sum(
+                    w for t, w in weights.items() if t in text_tokens) / total)
                 if q.name and q_total > 0:
                     # Both ways for an alert name: the runbook's words found in the
                     # alert's, and the alert's own words found in the runbook name.
@@ -405,7 +578,8 @@ class HybridRunbookIndex:
                     score = covered * 0.8
                 best = max(best, score)
             scores[i] = best
-        return scores
+            by_text[i] = best_text
+        return scores, by_text
 
     def _weight(self, token: str) -> float:
         return self._name_idf.get(token, 1.0) * (0.3 if token in WEAK else 1.0)
@@ -419,6 +593,7 @@ class HybridRunbookIndex:
             return np.zeros(n), np.zeros(n), np.zeros(len(self._chunks))
         vector = self._embedder.embed([q.text])[0]
         sims = np.asarray(self._vectors @ vector, dtype=np.float64)
+        self._name_query = vector
         best = np.full(n, -1.0)
         overview = np.zeros(n)
         for row, sim in enumerate(sims):
