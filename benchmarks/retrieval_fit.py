@@ -17,6 +17,7 @@ bot/retrieval.py. Never point it at a blind set: that set must stay unseen.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -86,6 +87,8 @@ def main() -> int:
                         default=ROOT / "benchmarks/retrieval_queries.yaml")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--l2", type=float, default=L2, help="ranker weight penalty")
+    parser.add_argument("--write", action="store_true",
+                        help="write the weights fit on every query into bot/retrieval.py")
     parser.add_argument("--max-abstain", type=float, default=0.02,
                         help="answerable share the threshold may abstain on (in CV)")
     args = parser.parse_args()
@@ -159,7 +162,15 @@ def main() -> int:
     aw, ab = fit_logistic(x, y)
     p = 1 / (1 + np.exp(-(x @ aw + ab)))
     threshold = float(np.sort(p[y == 1])[int(args.max_abstain * int(y.sum()))])
-    print("fit on every query (paste into bot/retrieval.py):")
+    if args.write:
+        write_constants({
+            "NAME_WEIGHTS": tuple(round(float(v), 2) for v in weights[True]),
+            "TEXT_WEIGHTS": tuple(round(float(v), 2) for v in weights[False]),
+            "ABSTAIN_WEIGHTS": tuple(round(float(v), 2) for v in aw),
+            "ABSTAIN_BIAS": round(float(ab), 2),
+            "ABSTAIN_BELOW": round(threshold, 3),
+        })
+    print("fit on every query (paste into bot/retrieval.py, or run with --write):")
     print(f"NAME_WEIGHTS = {tuple(round(float(v), 2) for v in weights[True])}")
     print(f"TEXT_WEIGHTS = {tuple(round(float(v), 2) for v in weights[False])}")
     print(f"ABSTAIN_WEIGHTS = {tuple(round(float(v), 2) for v in aw)}")
@@ -167,6 +178,24 @@ def main() -> int:
     print(f"# threshold on P(answerable) at {args.max_abstain:.0%} answerable abstained: "
           f"{threshold:.3f}")
     return 0
+
+
+def write_constants(values: dict[str, object]) -> None:
+    path = ROOT / "bot" / "retrieval.py"
+    text = path.read_text()
+    for name, value in values.items():
+        rendered = f"{name} = {value}"
+        if len(rendered) > 100 and isinstance(value, tuple):
+            head = f"{name} = ("
+            body = ", ".join(str(v) for v in value)
+            cut = body.rfind(", ", 0, 100 - len(head)) + 1
+            rendered = f"{head}{body[:cut]}\n{' ' * len(head)}{body[cut + 1:]})"
+        text, n = re.subn(rf"^{name} = (\([^)]*\)|\S+)$", rendered.replace("\\", "\\\\"),
+                          text, count=1, flags=re.M)
+        if n != 1:
+            raise SystemExit(f"{name} not found in {path}")
+    path.write_text(text)
+    print(f"wrote the fitted constants into {path.relative_to(ROOT)}")
 
 
 def report(label: str, results: list[tuple], data: list) -> None:
