@@ -378,3 +378,72 @@ def test_a_payload_without_an_alert_name_is_matched_on_its_text(
                      fingerprint="f")
     assert Query.of(nameless).name == ""
     assert index.match(nameless)[0].id == "etcd/etcdNoLeader"
+
+
+ROLLOUTS = {
+    f"kubernetes/{name}.md": f"""# {name}
+
+## Meaning
+
+{meaning}
+
+## Diagnosis
+
+Check `kubectl rollout status {kind}/<name>` and the events of the pods that are not ready.
+
+## Mitigation
+
+Fix the pod template or roll back the {kind}.
+"""
+    for name, kind, meaning in (
+        ("KubeDaemonSetRolloutStuck", "daemonset",
+         "A DaemonSet rollout has not progressed: some of its pods are not updated or not "
+         "ready on the nodes where they should run."),
+        ("KubeDeploymentReplicasMismatch", "deployment",
+         "A Deployment has not reached its desired number of available replicas: its rollout "
+         "is stuck with pods not ready."),
+        ("KubeStatefulSetUpdateNotRolledOut", "statefulset",
+         "A StatefulSet update has not been rolled out: some replicas still run the old "
+         "revision or are not ready."),
+    )
+}
+
+
+@pytest.fixture(scope="module")
+def rollout_index(tmp_path_factory: pytest.TempPathFactory) -> HybridRunbookIndex:
+    root = tmp_path_factory.mktemp("rollouts")
+    for rel, text in ROLLOUTS.items():
+        (root / "runbooks" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "runbooks" / rel).write_text(text)
+    built, _ = sync_and_open(settings=Settings(data_dir=root / "data"),
+                             runbooks_dir=root / "runbooks")
+    return built
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("the deployment rollout is stuck, pods not ready",
+     "kubernetes/KubeDeploymentReplicasMismatch"),
+    ("daemon set rollout stuck on the new nodes", "kubernetes/KubeDaemonSetRolloutStuck"),
+    ("statefulset rollout stuck", "kubernetes/KubeStatefulSetUpdateNotRolledOut"),
+])
+def test_a_close_call_goes_to_the_runbook_of_the_same_workload_kind(
+        rollout_index: HybridRunbookIndex, query: str, expected: str) -> None:
+    # Three runbooks that read almost alike: the workload kind the message names decides.
+    matches = rollout_index.match(query)
+    assert matches and matches[0].id == expected
+
+
+def test_an_alert_about_one_kind_ranks_a_runbook_about_another_kind_well_below(
+        rollout_index: HybridRunbookIndex) -> None:
+    matches = rollout_index.match(alert("KubernetesDeploymentRolloutStuck",
+                                        "rollout of deployment web is stuck, 1 of 4 available"))
+    assert matches[0].id == "kubernetes/KubeDeploymentReplicasMismatch"
+    assert all(m.score < matches[0].score / 2 for m in matches[1:])
+
+
+def test_workload_kinds_are_one_word_however_they_are_spelt() -> None:
+    from bot.retrieval import tokens
+
+    assert "daemonset" in tokens("KubeDaemonSetRolloutStuck")
+    assert tokens("daemon set") == tokens("DaemonSet") == tokens("daemonsets")
+    assert "set" not in tokens("KubeStatefulSetReplicasMismatch")
