@@ -45,6 +45,16 @@ def to_query(case: dict[str, Any]) -> Alert | str:
                      annotations=annotations, summary=str(case.get("summary", "")),
                      description=str(case.get("description", "")),
                      fingerprint=str(case["name"]))
+    if isinstance(case.get("alert"), dict):
+        # {labels, annotations}: sent as the Alertmanager webhook v4 body it would arrive in.
+        raw = case["alert"]
+        case = {**case, "payload": {
+            "version": "4", "status": "firing", "receiver": "benchmark", "groupLabels": {},
+            "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
+            "alerts": [{"status": "firing", "labels": dict(raw.get("labels") or {}),
+                        "annotations": dict(raw.get("annotations") or {}),
+                        "startsAt": "2026-11-28T10:00:00Z", "endsAt": "",
+                        "fingerprint": "benchmark"}]}}
     payload = case.get("payload", case.get("text", ""))
     if not isinstance(payload, str):
         payload = json.dumps(payload)
@@ -62,12 +72,15 @@ def _kind_of(case: dict[str, Any], group: str) -> str:
                             ("slack", "symptom"), ("alert", "alert")):
         if word in kind or (not kind and word in group.lower()):
             return canonical
-    return "alert" if "name" in case or isinstance(case.get("payload"), dict) else "symptom"
+    structured = "name" in case or isinstance(case.get("payload") or case.get("alert"), dict)
+    return "alert" if structured else "symptom"
 
 
 def load_cases(raw: Any) -> list[dict[str, Any]]:
-    """Cases from either layout: groups (alerts/symptoms/none: [...]) or one flat list; each
-    gets a ``kind`` of alert, symptom or none (no ``expect``), and keeps a finer ``tag``."""
+    """Cases from either layout: groups (alerts/symptoms/none: [...]) or flat lists; each
+    gets a ``kind`` of alert, symptom or none (no ``expect``/``expected``), and keeps a finer
+    ``tag``. An alert is ``name`` + summary/description/labels, or ``alert: {labels,
+    annotations}``, or a raw ``payload``; a message is ``text``."""
     groups = raw.items() if isinstance(raw, dict) else [("", raw)]
     out: list[dict[str, Any]] = []
     for group, items in groups:
@@ -76,7 +89,7 @@ def load_cases(raw: Any) -> list[dict[str, Any]]:
         for case in items:
             if not isinstance(case, dict):
                 continue
-            expect = case.get("expect") or []
+            expect = case.get("expect") or case.get("expected") or []
             item = {**case, "expect": [expect] if isinstance(expect, str) else list(expect)}
             item["tag"] = str(case.get("tag") or case.get("kind") or group or "")
             item["kind"] = _kind_of(item, str(group))
