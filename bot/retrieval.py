@@ -216,6 +216,7 @@ class Query:
     text: str  # free text: name words, summary, description, message
     labels: str  # label values that may name the subject (job, service, container)
     runbook_hint: str = ""  # last path segment of the alert's runbook_url, lowercased
+    label_keys: str = ""  # names of the labels that say what the alert is about
 
     @property
     def idioms(self) -> str:
@@ -240,6 +241,11 @@ class Query:
         label_parts = [alert.labels[k] for k in
                        ("service", "job", "container", "app", "component", "namespace")
                        if alert.labels.get(k)]
+        # A label's *name* says what kind of object the alert is about (kube-state-metrics
+        # and exporters name them so: statefulset, daemonset, persistentvolumeclaim,
+        # mountpoint, device...): evidence like a word of the summary, unlike its value.
+        keys = [key for key in alert.labels
+                if key.lower() not in _GENERIC_LABELS and not key.startswith("__")]
         # Placeholders the parser gives a payload without a name are not alert names.
         name = alert.name if _looks_like_identifier(alert.name) and \
             alert.name not in _PLACEHOLDER_NAMES else ""
@@ -254,9 +260,17 @@ class Query:
         # URLs are not words about the incident: their host and path would only add noise.
         text_parts = [_SLACK_MARKUP.sub(" ", _URL.sub(" ", p)).strip() for p in text_parts if p]
         text = "\n".join([humanize_name(name), *[p for p in text_parts if p]]).strip()
-        return cls(name=name, text=text, labels=" ".join(label_parts), runbook_hint=hint)
+        return cls(name=name, text=text, labels=" ".join(label_parts + keys),
+                   runbook_hint=hint, label_keys=" ".join(keys))
 
 
+# Label names every alert carries whatever it is about (routing, ownership, the scraper).
+_GENERIC_LABELS = frozenset({
+    "alertname", "severity", "priority", "cluster", "env", "environment", "region", "zone",
+    "datacenter", "dc", "team", "owner", "namespace", "instance", "job", "service", "app",
+    "component", "prometheus", "prometheus_replica", "receive", "tenant", "project",
+    "endpoint", "uid", "replica", "le", "quantile", "tier", "version", "source",
+})
 _PLACEHOLDER_NAMES = frozenset({"UnnamedAlert", "GrafanaAlert", "Symptom report"})
 _URL = re.compile(r"<?https?://[^\s>]+>?")
 # Slack mentions (<@U..>, <!here>, <#C..|name>) and :emoji: codes say nothing about the incident.
@@ -482,7 +496,7 @@ class HybridRunbookIndex:
 
     def _entity_scores(self, q: Query) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Per runbook, how many closed word sets its name agrees / conflicts with the query on."""
-        said = set(tokens(f"{q.name or q.text} {q.idioms}", expand=True))
+        said = set(tokens(f"{q.name or q.text} {q.label_keys} {q.idioms}", expand=True))
         agree = np.zeros(len(self._runbooks))
         conflict = np.zeros(len(self._runbooks))
         asked = [group & said for group in self._entity_groups]

@@ -447,3 +447,14 @@ def test_workload_kinds_are_one_word_however_they_are_spelt() -> None:
     assert "daemonset" in tokens("KubeDaemonSetRolloutStuck")
     assert tokens("daemon set") == tokens("DaemonSet") == tokens("daemonsets")
     assert "set" not in tokens("KubeStatefulSetReplicasMismatch")
+
+
+def test_a_label_naming_the_workload_kind_decides_a_generic_alert(
+        rollout_index: HybridRunbookIndex) -> None:
+    # "KubeRolloutStuck" could be any kind; kube-state-metrics labels say which one it is.
+    stuck = Alert(name="KubeRolloutStuck", source=AlertSource.ALERTMANAGER,
+                  summary="rollout is stuck, pods not ready", fingerprint="f",
+                  labels={"alertname": "KubeRolloutStuck", "namespace": "shop",
+                          "statefulset": "db", "severity": "warning"})
+    assert rollout_index.match(stuck)[0].id == "kubernetes/KubeStatefulSetUpdateNotRolledOut"
+    assert Query.of(stuck).label_keys == "statefulset"  # severity, namespace say nothing
