@@ -164,16 +164,16 @@ def main() -> int:
     threshold = float(np.sort(p[y == 1])[int(args.max_abstain * int(y.sum()))])
     if args.write:
         write_constants({
-            "NAME_WEIGHTS": tuple(round(float(v), 2) for v in weights[True]),
-            "TEXT_WEIGHTS": tuple(round(float(v), 2) for v in weights[False]),
-            "ABSTAIN_WEIGHTS": tuple(round(float(v), 2) for v in aw),
+            "NAME_WEIGHTS": tuple(round(float(v), 2) + 0.0 for v in weights[True]),
+            "TEXT_WEIGHTS": tuple(round(float(v), 2) + 0.0 for v in weights[False]),
+            "ABSTAIN_WEIGHTS": tuple(round(float(v), 2) + 0.0 for v in aw),
             "ABSTAIN_BIAS": round(float(ab), 2),
             "ABSTAIN_BELOW": round(threshold, 3),
         })
     print("fit on every query (paste into bot/retrieval.py, or run with --write):")
-    print(f"NAME_WEIGHTS = {tuple(round(float(v), 2) for v in weights[True])}")
-    print(f"TEXT_WEIGHTS = {tuple(round(float(v), 2) for v in weights[False])}")
-    print(f"ABSTAIN_WEIGHTS = {tuple(round(float(v), 2) for v in aw)}")
+    print(f"NAME_WEIGHTS = {tuple(round(float(v), 2) + 0.0 for v in weights[True])}")
+    print(f"TEXT_WEIGHTS = {tuple(round(float(v), 2) + 0.0 for v in weights[False])}")
+    print(f"ABSTAIN_WEIGHTS = {tuple(round(float(v), 2) + 0.0 for v in aw)}")
     print(f"ABSTAIN_BIAS = {round(float(ab), 2)}")
     print(f"# threshold on P(answerable) at {args.max_abstain:.0%} answerable abstained: "
           f"{threshold:.3f}")

@@ -114,16 +114,16 @@ WEAK = frozenset(
 )
 # The ranker: a linear mix of FEATURES in logit units (softmax over runbooks), one weight
 # vector for alerts with a name and one for plain messages. Fit by benchmarks/retrieval_fit.py.
-NAME_WEIGHTS = (2.01, 2.73, 0.34, 2.02, 1.4, 1.83, 1.47, 1.88, 1.8, 0.0, 2.24, -0.52, 2.37, 0.0)
-TEXT_WEIGHTS = (2.0, 2.5, 2.51, 2.66, 1.47, 1.96, 1.66, 2.57, 1.73, 0.0, 0.15, -1.16, 2.12, 0.0)
+NAME_WEIGHTS = (1.97, 2.6, 0.58, 2.06, 1.5, 1.94, 1.51, 1.83, 1.84, 0.0, 2.12, -0.54, 2.36, 0.0)
+TEXT_WEIGHTS = (1.29, 1.61, 1.84, 2.41, 1.18, 1.86, 1.39, 2.96, 2.04, 0.0, 0.64, -0.88, 2.27, 0.0)
 # Abstention: P(some runbook answers) from the shape of the ranking (ABSTAIN_FEATURES), a
 # logistic model fit on answerable vs out-of-scope queries by the same script.
 ABSTAIN_FEATURES = ("top", "margin", "cosine", "lexical", "unknown", "conflict", "named")
-ABSTAIN_WEIGHTS = (0.28, 0.2, 6.74, 3.78, -1.64, 0.3, -1.29)
-ABSTAIN_BIAS = -8.28
-# At 1% of our answerable queries abstained (5-fold cross-validated: 3/183 answerable, 28/35 out of
-# scope abstained).
-ABSTAIN_BELOW = 0.149
+ABSTAIN_WEIGHTS = (0.28, 0.13, 6.59, 3.75, -1.57, 0.32, -1.72)
+ABSTAIN_BIAS = -7.74
+# At 1% of our answerable queries abstained (5-fold cross-validated: 3/242 answerable and
+# 29/43 out of scope abstained).
+ABSTAIN_BELOW = 0.146
 # The runbook's author named this very alert, or the alert links its runbook: rank it first.
 LINKED_BONUS = 3.0
 LINKED_CONFIDENCE = 0.9
