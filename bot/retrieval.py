@@ -1,18 +1,26 @@
 """Hybrid runbook retrieval that abstains: dense (MiniLM via Chroma) + BM25 + runbook names.
 
-Three signals are computed for *every* runbook (the corpus is small enough to score
-exactly, which is what makes a calibrated score possible):
+Evidence is computed for *every* runbook (the corpus is small enough to score exactly,
+which is what makes a calibrated score possible), one row of FEATURES per runbook:
 
 - **name**: the alert's name words against the runbook's names (file stem, title, alerts
   in front matter, top heading), IDF-weighted, after light stemming and a small table of
   ops synonyms (host = node, disk = filesystem, cert = certificate ...), because many
-  alerts carry another organisation's naming for the same condition;
-- **dense**: cosine similarity of the query to the runbook's chunks (best chunk, and the
-  overview chunk that says what the runbook is about);
-- **lexical**: BM25 over chunks with the same tokenizer, normalised per query.
+  alerts carry another organisation's naming for the same condition; also how much of the
+  runbook's name the whole query text covers, and the query's cosine to the names alone;
+- **dense**: cosine similarity of the query to the runbook's chunks (best chunk, the two
+  best, and the overview chunk that says what the runbook is about);
+- **lexical**: BM25 over chunks (and over the overview alone) with the same tokenizer,
+  normalised per query; each query word counted once;
+- **entities**: agreement or clash on the one word of a closed set that tells sibling
+  runbooks apart (Deployment / DaemonSet / StatefulSet, cpu / memory, leader / member...);
+- **fused**: reciprocal ranks of the name, dense and lexical rankers.
 
-They are mixed into one 0..1 score; below a threshold the index abstains (returns []),
-because "no runbook covers this" is more useful to an on-call engineer than a wrong link.
+A linear mix of them, fit as a softmax over runbooks on our own query set and checked by
+cross-validation (benchmarks/retrieval_fit.py), ranks the runbooks. Whether to answer at
+all is a second small model on the ranking's shape (how high and how clear the winner is,
+its cosine and words): below a threshold the index abstains (returns []), because "no
+runbook covers this" is more useful to an on-call engineer than a wrong link.
 """
 
 from __future__ import annotations
