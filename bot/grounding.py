@@ -16,6 +16,7 @@ references (citations + quotes) that checked out; an answer with no claims score
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from bot.domain import Evidence, EvidenceKind
@@ -64,6 +65,22 @@ class GroundingReport:
         return tuple(notes)
 
 
+def check_citations(cited: Iterable[str], *, known: Collection[str],
+                    invalid: list[str]) -> list[str]:
+    """The cited ids that exist in ``known`` (normalised, deduplicated, in order); every
+    cited id that does not exist is appended to ``invalid``. Shared by triage and postmortem
+    grounding so both count a citation the same way."""
+    valid: list[str] = []
+    for raw in cited:
+        norm = normalise_id(raw)
+        if norm in known:
+            if norm not in valid:
+                valid.append(norm)
+        else:
+            invalid.append(raw)
+    return valid
+
+
 def ground(output: TriageOutput, evidence: Evidence, *, redactor: Redactor) -> GroundingReport:
     """Check ``output`` against ``evidence`` (what the model was shown)."""
     items = evidence.by_id()
@@ -74,15 +91,7 @@ def ground(output: TriageOutput, evidence: Evidence, *, redactor: Redactor) -> G
     claim_scores: list[float] = []
 
     def valid_ids(raw: list[str]) -> list[str]:
-        out: list[str] = []
-        for cited in raw:
-            norm = normalise_id(cited)
-            if norm in items:
-                if norm not in out:
-                    out.append(norm)
-            else:
-                invalid.append(cited)
-        return out
+        return check_citations(raw, known=items.keys(), invalid=invalid)
 
     causes: list[Cause] = []
     for cause in output.likely_causes:

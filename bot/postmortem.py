@@ -38,7 +38,7 @@ from sqlalchemy import select
 
 from bot import metrics, telemetry
 from bot.domain import Decision, DecisionAction, Draft, DraftKind, DraftStatus
-from bot.grounding import normalise_id
+from bot.grounding import check_citations
 from bot.ports import ChatMessage, ChatModel, ChatRequest, ModelError
 from bot.prompts import render, template_hash
 from bot.redaction import Redactor
@@ -206,14 +206,7 @@ def ground_section(output: SectionOutput | ActionItemsOutput, *, known_ids: set[
     claims: Sequence[Point | ActionItem] = (
         output.items if isinstance(output, ActionItemsOutput) else output.points)
     for claim in claims:
-        valid: list[str] = []
-        for raw in claim.cites:
-            norm = normalise_id(raw)
-            if norm in known_ids:
-                if norm not in valid:
-                    valid.append(norm)
-            else:
-                invalid.append(raw)
+        valid = check_citations(claim.cites, known=known_ids, invalid=invalid)
         scores.append(len(valid) / len(claim.cites) if claim.cites else 0.0)
         if not valid:
             dropped += 1

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from bot.cli.context import err, out, settings_from
+from bot.cli.context import out, read_alerts, settings_from
 from bot.domain import EvidencePart
 
 
@@ -40,20 +38,10 @@ def evidence(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Fetch and condense the logs and traces around an alert."""
-    from bot.alerts import PayloadError, parse_payload
     from bot.logsource import build_log_source
 
     settings = settings_from(ctx)
-    try:
-        body = sys.stdin.read() if alert == "-" else Path(alert).read_text(encoding="utf-8")
-    except OSError as exc:
-        err.print(f"cannot read alert: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
-    try:
-        alerts = parse_payload(body)
-    except PayloadError as exc:
-        err.print(f"not an alert payload: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+    alerts = read_alerts(alert)
     source = build_log_source(settings)
     try:
         part = source.collect(alerts[0])

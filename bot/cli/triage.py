@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -12,7 +10,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.panel import Panel
 
-from bot.cli.context import err, out, settings_from
+from bot.cli.context import err, out, read_alerts, settings_from
 from bot.domain import Alert, Draft
 
 if TYPE_CHECKING:
@@ -63,20 +61,10 @@ def triage_command(
     as_json: bool = typer.Option(False, "--json", help="Print the stored drafts as JSON."),
 ) -> None:
     """Draft a grounded, cited triage for an alert and store it pending approval."""
-    from bot.alerts import PayloadError, parse_payload
     from bot.services import build_services
 
     settings = settings_from(ctx)
-    try:
-        body = sys.stdin.read() if alert == "-" else Path(alert).read_text(encoding="utf-8")
-    except OSError as exc:
-        err.print(f"cannot read alert: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
-    try:
-        alerts = [a for a in parse_payload(body) if a.status == "firing"]
-    except PayloadError as exc:
-        err.print(f"not an alert payload: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+    alerts = [a for a in read_alerts(alert) if a.status == "firing"]
     if not alerts:
         err.print("no firing alert in the payload; nothing to triage")
         raise typer.Exit(0)
