@@ -9,10 +9,16 @@ judgement too:
 
     HOTWASH_EVAL_BASE_URL=http://127.0.0.1:8080/v1 HOTWASH_EVAL_MODEL=qwen2.5-0.5b \\
         .venv/bin/pytest -m llm tests/test_evals.py
+
+With HOTWASH_EVAL_REPORT=<file> each case also appends one JSON line of figures (author,
+grounding score, tokens, latency, schema mode, notes) before its assertions run, so failing
+cases are counted too; benchmarks/local_model.sh summarises them. HOTWASH_EVAL_TIMEOUT_S
+(default 300) is the per-request timeout against a real endpoint.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -35,10 +41,21 @@ from bot.services import Services
 from bot.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
 
-pytestmark = pytest.mark.llm
+# A real model on a small CPU takes minutes per draft. The test must outlast the whole
+# fallback chain (first call + repair call, each with one retry on timeout), or pytest-timeout
+# kills it before the pipeline falls back and the case records nothing.
+REAL_ENDPOINT = bool(os.environ.get("HOTWASH_EVAL_BASE_URL"))
+REQUEST_TIMEOUT_S = float(os.environ.get("HOTWASH_EVAL_TIMEOUT_S") or 300)
+EVAL_RETRIES = 1
+CASE_TIMEOUT_S = 2 * (EVAL_RETRIES + 1) * REQUEST_TIMEOUT_S + 120
+
+pytestmark = [pytest.mark.llm, *([pytest.mark.timeout(CASE_TIMEOUT_S)] if REAL_ENDPOINT else [])]
 
 EVALS = Path(__file__).parent / "evals"
 CASES = sorted(p.name for p in EVALS.iterdir() if (p / "expected.yaml").exists())
+# Read at import, before conftest clears HOTWASH_* and chdirs each test into its tmp_path.
+REPORT = (Path(os.environ["HOTWASH_EVAL_REPORT"]).resolve()
+          if os.environ.get("HOTWASH_EVAL_REPORT") else None)
 
 
 def test_there_are_at_least_eight_cases() -> None:
@@ -53,7 +70,7 @@ def endpoint() -> Iterator[dict[str, Any]]:
         yield {"llm_base_url": base_url,
                "llm_model": os.environ.get("HOTWASH_EVAL_MODEL", "default"),
                "llm_api_key": os.environ.get("HOTWASH_EVAL_API_KEY"),
-               "llm_timeout_s": 300.0}
+               "llm_timeout_s": REQUEST_TIMEOUT_S}
         return
     with FakeOpenAI(model="fake-model") as fake:
         yield {"llm_base_url": fake.base_url, "llm_model": "fake-model"}
@@ -72,6 +89,19 @@ def runbooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, R
     yield folder, build_runbook_index(settings)
 
 
+def _report(case: str, draft: dict[str, Any]) -> None:
+    """Append this case's figures to HOTWASH_EVAL_REPORT, when set."""
+    if REPORT is None:
+        return
+    calls = draft["params"].get("model_calls", [])
+    line = {"case": case, "author": draft["content"]["author"], "model": draft["model"],
+            "grounding": draft["grounding_score"], "prompt_tokens": draft["prompt_tokens"],
+            "completion_tokens": draft["completion_tokens"], "latency_ms": draft["latency_ms"],
+            "model_calls": calls, "notes": draft["notes"]}
+    with REPORT.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
+
+
 def _keyword_found(keyword: str, text: str) -> bool:
     return any(alt.strip().lower() in text for alt in keyword.split("|"))
 
@@ -83,7 +113,8 @@ def test_case(case: str, tmp_path: Path, endpoint: dict[str, Any],
     expected = yaml.safe_load((folder / "expected.yaml").read_text(encoding="utf-8"))
     alert = parse_payload((folder / "alert.json").read_text(encoding="utf-8"))[0]
     settings = Settings(data_dir=tmp_path / "data", runbooks_dir=runbooks[0],
-                        log_files=[folder / "logs"], llm_max_retries=1, **endpoint)
+                        log_files=[folder / "logs"], llm_max_retries=EVAL_RETRIES,
+                        **endpoint)
     services = Services(settings=settings, store=build_store(settings), runbooks=runbooks[1],
                         logs=build_log_source(settings), models=build_chat_models(settings))
     try:
@@ -97,6 +128,7 @@ def test_case(case: str, tmp_path: Path, endpoint: dict[str, Any],
             if close is not None:
                 close()
     content = draft.content
+    _report(case, draft.model_dump(mode="json"))
     assert content["author"] == "model", draft.notes
 
     # citation plumbing: whatever survived grounding points at evidence that exists
