@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -142,12 +143,21 @@ class OutputError(ValueError):
     """The model's answer is not a valid :class:`TriageOutput`; the message says why."""
 
 
-def triage_json_schema() -> dict[str, Any]:
+# Caps on list lengths in the schema. A small model under a grammar can loop on one array
+# item ("R3", "R3", ...) until max_tokens cuts the JSON off; a cap ends the loop.
+_MAX_ITEMS = {"likely_causes": 5, "next_steps": 8, "open_questions": 5, "related_runbooks": 5,
+              "evidence_ids": 5, "cites": 4, "quotes": 3}
+_ID_FIELDS = ("evidence_ids", "cites", "related_runbooks")
+
+
+def triage_json_schema(ids: Sequence[str] = ()) -> dict[str, Any]:
     """JSON schema sent to the model: refs inlined, every key required, no extras.
 
     That is the subset OpenAI strict mode, vLLM guided decoding and llama.cpp's grammar
     converter all accept. The ``supported`` flags belong to the grounding check, so the
-    model is not asked for them.
+    model is not asked for them. With ``ids`` (the evidence ids in the prompt), citation
+    fields may only hold those ids: a real 0.5B model otherwise cited runbooks by their
+    source name, which grounding then had to drop. Lists are capped (``_MAX_ITEMS``).
     """
     raw = TriageOutput.model_json_schema()
     defs = raw.pop("$defs", {})
@@ -168,6 +178,21 @@ def triage_json_schema() -> dict[str, Any]:
         return node
 
     schema: dict[str, Any] = tidy(raw)
+    runbook_ids = [i for i in ids if i.startswith("R")]
+
+    def constrain(node: Any) -> None:
+        if isinstance(node, dict):
+            for name, prop in (node.get("properties") or {}).items():
+                if isinstance(prop, dict) and prop.get("type") == "array":
+                    if name in _MAX_ITEMS:
+                        prop["maxItems"] = _MAX_ITEMS[name]
+                    allowed = runbook_ids if name == "related_runbooks" else list(ids)
+                    if name in _ID_FIELDS and allowed:
+                        prop["items"] = {"type": "string", "enum": allowed}
+                constrain(prop)
+            constrain(node.get("items"))
+
+    constrain(schema)
     return schema
 
 

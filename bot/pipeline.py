@@ -77,6 +77,7 @@ class TriagePrompt:
     system: RenderedPrompt
     user: RenderedPrompt
     estimated_tokens: int
+    ids: tuple[str, ...] = ()  # the evidence ids the model may cite
 
     @property
     def template(self) -> str:
@@ -94,7 +95,8 @@ def build_prompt(evidence: Evidence) -> TriagePrompt:
     user = render(USER_TEMPLATE, items=evidence.items, gaps=evidence.gaps,
                   omitted=int(evidence.stats.get("omitted_for_budget", 0)))
     return TriagePrompt(system=system, user=user,
-                        estimated_tokens=count_tokens(system.text) + count_tokens(user.text))
+                        estimated_tokens=count_tokens(system.text) + count_tokens(user.text),
+                        ids=tuple(item.id for item in evidence.items))
 
 
 def decoding_params(settings: Settings) -> dict[str, Any]:
@@ -128,13 +130,18 @@ def ask_model(*, model: ChatModel, prompt: TriagePrompt, settings: Settings,
     """
     messages = (ChatMessage(role="system", content=prompt.system.text),
                 ChatMessage(role="user", content=prompt.user.text))
-    request = ChatRequest(messages=messages, json_schema=triage_json_schema(),
+    request = ChatRequest(messages=messages, json_schema=triage_json_schema(prompt.ids),
                           schema_name="triage_draft", max_tokens=settings.llm_max_tokens,
                           temperature=settings.llm_temperature, seed=settings.llm_seed)
     response = _call(model, request, settings, usage, prompt)
     try:
         return parse_triage(response.text)
     except OutputError as first:
+        if response.raw.get("finish_reason") == "length":
+            # Cut off at max_tokens: a repair round would spend the same budget again on
+            # the same loop, so fall back at once.
+            raise OutputError(f"answer cut off at max_tokens ({request.max_tokens}); "
+                              "not repairing") from None
         log.info("model %s gave unusable output (%s); asking for a repair", model.name, first)
         repair = render(REPAIR_TEMPLATE, error=str(first))
         retry = request.model_copy(update={"messages": (

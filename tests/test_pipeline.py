@@ -17,7 +17,14 @@ from bot.domain import DraftStatus, EvidencePart
 from bot.llm import OpenAIChatModel
 from bot.pipeline import triage
 from bot.services import Services
-from tests.fakes.openai_server import BAD_CITATIONS, INVALID_JSON, FakeOpenAI, Reply, Status
+from tests.fakes.openai_server import (
+    BAD_CITATIONS,
+    INVALID_JSON,
+    TRUNCATED,
+    FakeOpenAI,
+    Reply,
+    Status,
+)
 from tests.inmemory import (
     InMemoryLogSource,
     InMemoryRunbookIndex,
@@ -79,6 +86,15 @@ def test_primary_model_draft_is_grounded_cited_recorded_and_stored_pending(
     assert draft.params["seed"] == 7 and draft.params["temperature"] == 0.1
     sent = fake.chat_requests()[0]
     assert sent["seed"] == 7 and sent["response_format"]["type"] == "json_schema"
+    # The schema only admits the ids the prompt showed, and caps list lengths, so a small
+    # model can neither cite a runbook by its file name nor loop on one item.
+    schema = sent["response_format"]["json_schema"]["schema"]
+    cause = schema["properties"]["likely_causes"]["items"]
+    shown = set(cause["properties"]["evidence_ids"]["items"]["enum"])
+    assert {"E1", "R1"} <= shown and set(index) <= shown
+    assert set(schema["properties"]["related_runbooks"]["items"]["enum"]) == {
+        i for i in shown if i.startswith("R")}
+    assert schema["properties"]["likely_causes"]["maxItems"] == 5
     assert draft.prompt_tokens > 0 and draft.completion_tokens > 0
     expected_cost = (draft.prompt_tokens * 1.0 + draft.completion_tokens * 2.0) / 1e6
     assert draft.cost_usd == pytest.approx(expected_cost, rel=1e-3)
@@ -123,6 +139,17 @@ def test_invalid_json_is_repaired_once(services: Services, fake: FakeOpenAI) -> 
     assert "could not be used" in repair[-1]["content"]
     # tokens of the failed attempt count too
     assert len(draft.params["model_calls"]) == 2
+
+
+def test_answer_cut_off_at_max_tokens_falls_back_without_a_repair_round(
+    services: Services, fake: FakeOpenAI,
+) -> None:
+    fake.script(TRUNCATED)  # primary loops until max_tokens; the secondary answers
+    draft = triage(alert=checkout_alert(), services=services)
+    models = [call["model"] for call in draft.params["model_calls"]]
+    assert models == ["primary-m", "secondary-m"]  # no second call to the primary
+    assert draft.model == "secondary-m"
+    assert any("cut off at max_tokens" in n for n in draft.notes)
 
 
 def test_invalid_json_twice_falls_back(services: Services, fake: FakeOpenAI) -> None:

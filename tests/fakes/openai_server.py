@@ -51,9 +51,14 @@ class Delay:
 @dataclass(frozen=True)
 class Reply:
     content: str | dict[str, Any]
+    finish_reason: str = "stop"
 
 
 INVALID_JSON = Reply("Sure! Here is my analysis: the database is slow {not json")
+# What a small model looping inside a grammar looks like when max_tokens cuts it off.
+TRUNCATED = Reply('{"summary": "Pool exhausted", "severity": "SEV2", "likely_causes": '
+                  '[{"cause": "pool", "evidence_ids": ["R3", "R3", "R3", "R3", "R3"',
+                  finish_reason="length")
 BAD_CITATIONS = object()
 
 Action = Status | Delay | Reply | object
@@ -192,8 +197,10 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
             user = next((str(m.get("content", "")) for m in reversed(body.get("messages", []))
                          if m.get("role") == "user"), "")
+            finish_reason = "stop"
             if isinstance(action, Reply):
                 content = action.content
+                finish_reason = action.finish_reason
             else:
                 content = answer_from_evidence(user)
                 if action is BAD_CITATIONS:
@@ -215,7 +222,7 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 "object": "chat.completion",
                 "created": 0,
                 "model": body.get("model", fake.model),
-                "choices": [{"index": 0, "finish_reason": "stop",
+                "choices": [{"index": 0, "finish_reason": finish_reason,
                              "message": {"role": "assistant", "content": text}}],
                 "usage": usage,
             })
