@@ -223,7 +223,7 @@ def end_to_end(m: int) -> None:
 
     from bot.adapters.elasticsearch import ElasticsearchLogSource
     from bot.domain import Alert
-    from bot.logsource import build_redactor
+    from bot.redaction import build_redactor
     from bot.settings import Settings
     from tests.fakes.elasticsearch import FakeElasticsearch
 

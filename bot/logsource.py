@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.condense import LogLine, Span
 from bot.domain import Alert
-from bot.redaction import Redactor
+from bot.redaction import build_redactor
 
 if TYPE_CHECKING:
     from bot.ports import LogSource
@@ -235,11 +235,6 @@ def record_to_span(record: dict[str, Any]) -> Span | None:
         outcome=scalar(get_field(record, SPAN_FIELDS["outcome"])),
         timestamp=parse_timestamp(get_field(record, SPAN_FIELDS["timestamp"])),
     )
-
-
-def build_redactor(settings: Settings) -> Redactor:
-    """The one Redactor configuration for this process."""
-    return Redactor(extra_patterns=settings.redaction_patterns)
 
 
 def build_log_source(settings: Settings) -> LogSource:

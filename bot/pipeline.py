@@ -34,7 +34,7 @@ from bot.drafting import (
 from bot.grounding import ground
 from bot.ports import ChatMessage, ChatModel, ChatRequest, ModelError
 from bot.prompts import RenderedPrompt, render
-from bot.redaction import Redactor
+from bot.redaction import build_redactor
 from bot.settings import Settings
 from bot.tokens import count_tokens
 
@@ -197,7 +197,7 @@ def triage(*, alert: Alert, services: Services, incident: Incident | None = None
     settings = services.settings
     started = time.perf_counter()
     notes: list[str] = []
-    redactor = Redactor(extra_patterns=settings.redaction_patterns)
+    redactor = build_redactor(settings)
 
     memo = services.evidence_cache
     full = memo.get(alert) if memo is not None else None

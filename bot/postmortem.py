@@ -41,7 +41,7 @@ from bot.domain import Decision, DecisionAction, Draft, DraftKind, DraftStatus
 from bot.grounding import check_citations
 from bot.ports import ChatMessage, ChatModel, ChatRequest, ModelError
 from bot.prompts import render, template_hash
-from bot.redaction import Redactor
+from bot.redaction import Redactor, build_redactor
 from bot.timeline import EntryKind, Timeline, TimelineEntry, build_timeline
 from bot.tokens import count_tokens
 
@@ -662,10 +662,6 @@ def render_markdown(content: Mapping[str, Any], *, notes: Sequence[str] = ()) ->
 # --- entry points ----------------------------------------------------------------------------
 
 
-def _redactor(services: Services) -> Redactor:
-    return Redactor(extra_patterns=services.settings.redaction_patterns)
-
-
 def draft_postmortem(*, incident_id: int | None, services: Services,
                      slack: WebClient | None = None, channel: str | None = None,
                      thread_ts: str | None = None) -> Draft:
@@ -685,7 +681,7 @@ def draft_postmortem(*, incident_id: int | None, services: Services,
     draft = compose_postmortem(
         title=title, timeline=timeline, triage=triage,
         labels=_labels(store, incident_id), models=services.models,
-        redactor=_redactor(services), budget_tokens=settings.llm_context_tokens,
+        redactor=build_redactor(services.settings), budget_tokens=settings.llm_context_tokens,
         max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature,
         seed=settings.llm_seed, prices=settings.llm_prices, incident_id=incident_id)
     saved = store.save_draft(draft=draft)

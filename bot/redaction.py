@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 # Key names whose value is a secret in key=value, key: value and JSON "key": "value".
 _SECRET_KEYS = (
@@ -21,6 +22,10 @@ _SECRET_KEYS = (
     r"secret[_-]?key|private[_-]?key|auth[_-]?token|access[_-]?token|refresh[_-]?token|"
     r"token|credentials?|aws_secret_access_key|session[_-]?key"
 )
+
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -184,3 +189,9 @@ def _apply(rule: _Rule, text: str) -> tuple[str, int]:
 
     out = rule.pattern.sub(substitute, text)
     return out, count
+
+
+def build_redactor(settings: Settings) -> Redactor:
+    """The one Redactor configuration for this process (built-in rules plus
+    HOTWASH_REDACTION_PATTERNS, which Settings has already checked compile)."""
+    return Redactor(extra_patterns=settings.redaction_patterns)

@@ -20,7 +20,8 @@ from bot import metrics
 from bot.adapters.elasticsearch import ElasticsearchLogSource
 from bot.adapters.logfiles import FileLogSource
 from bot.domain import Alert, EvidencePart
-from bot.logsource import build_log_source, build_redactor, window_for
+from bot.logsource import build_log_source, window_for
+from bot.redaction import build_redactor
 from bot.settings import Settings
 from tests.fakes.elasticsearch import FakeElasticsearch
 
