@@ -8,6 +8,7 @@ variable and what was expected (see :func:`load_settings`).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -196,6 +197,16 @@ class Settings(BaseSettings):
         if value.upper() not in allowed:
             raise ValueError(f"one of {', '.join(sorted(allowed))}")
         return value.upper()
+
+    @field_validator("redaction_patterns")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -33,7 +33,7 @@ from pydantic import SecretStr
 from pythonjsonlogger.json import JsonFormatter
 
 from bot import metrics
-from bot.redaction import Redactor, build_redactor
+from bot.redaction import build_redactor
 from bot.settings import Settings
 
 log = logging.getLogger("hotwash.telemetry")
@@ -214,12 +214,7 @@ def settings_secrets(settings: Settings) -> list[str]:
 
 def _project_redactor(settings: Settings) -> Redact:
     """The project's one redactor (bot.redaction) with the configured extra patterns."""
-    try:
-        redactor = build_redactor(settings)
-    except re.error as exc:  # logging must start even with a bad extra pattern
-        log.warning("HOTWASH_REDACTION_PATTERNS: %s; logs use the built-in patterns", exc)
-        redactor = Redactor()
-    redact: Redact = redactor.redact
+    redact: Redact = build_redactor(settings).redact
     return redact
 
 

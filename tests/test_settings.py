@@ -28,6 +28,16 @@ def test_bad_value_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPat
     assert "\n" not in message
 
 
+def test_bad_redaction_pattern_stops_start_up_naming_the_variable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before this check an unterminated group crashed every triage with a traceback.
+    monkeypatch.setenv("HOTWASH_REDACTION_PATTERNS", '["ORDER-\\\\d+", "("]')
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value).startswith("HOTWASH_REDACTION_PATTERNS:")
+    assert "not a valid regular expression" in str(info.value)
+
+
 def test_cli_reports_bad_setting_and_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOTWASH_LOG_LEVEL", "LOUD")
     result = CliRunner().invoke(app, ["config", "check"])
