@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import typer
@@ -35,20 +35,24 @@ def _where(settings: Settings) -> str:
     return str(masked(settings)["effective_database_url"])
 
 
+def _migrate(settings: Settings, step: Callable[..., None], revision: str) -> None:
+    """Run one Alembic direction and print the revision before and after."""
+    engine = schema.make_engine(settings.effective_database_url)
+    try:
+        before = schema.current_revision(engine)
+        step(engine, revision=revision)
+        after = schema.current_revision(engine)
+    finally:
+        engine.dispose()
+    out.print(f"database {_where(settings)}: {before or 'empty'} -> {after or 'empty'}",
+              highlight=False, soft_wrap=True)
+
+
 @db_app.command("upgrade")
 def upgrade(ctx: typer.Context,
             revision: str = typer.Option("head", help="Target revision.")) -> None:
     """Migrate the audit database to the newest schema (safe to repeat)."""
-    settings = settings_from(ctx)
-    engine = schema.make_engine(settings.effective_database_url)
-    try:
-        before = schema.current_revision(engine)
-        schema.upgrade(engine, revision=revision)
-        after = schema.current_revision(engine)
-    finally:
-        engine.dispose()
-    out.print(f"database {_where(settings)}: {before or 'empty'} -> {after}",
-              highlight=False, soft_wrap=True)
+    _migrate(settings_from(ctx), schema.upgrade, revision)
 
 
 @db_app.command("downgrade")
@@ -61,15 +65,7 @@ def downgrade(ctx: typer.Context,
     if not yes:
         typer.confirm(f"Downgrade {_where(settings)} to {revision}? Data in dropped tables "
                       "is lost", abort=True)
-    engine = schema.make_engine(settings.effective_database_url)
-    try:
-        before = schema.current_revision(engine)
-        schema.downgrade(engine, revision=revision)
-        after = schema.current_revision(engine)
-    finally:
-        engine.dispose()
-    out.print(f"database {_where(settings)}: {before or 'empty'} -> {after or 'empty'}",
-              highlight=False, soft_wrap=True)
+    _migrate(settings, schema.downgrade, revision)
 
 
 @db_app.command("current")
