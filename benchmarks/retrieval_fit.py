@@ -1,6 +1,6 @@
-"""Fit the retrieval ranker and abstainer on our own query set, cross-validated.
+"""Fit the retrieval ranker and abstainer on our own query sets, cross-validated.
 
-    .venv/bin/python benchmarks/retrieval_fit.py [--corpus DIR] [--queries FILE] [--folds 5]
+    .venv/bin/python benchmarks/retrieval_fit.py [--corpus DIR] [--queries FILE ...] [--folds 5]
 
 The ranker is a linear mix of the evidence columns of ``bot.retrieval.FEATURES`` trained as
 a softmax over runbooks (the likelihood of *any* acceptable runbook), one weight vector for
@@ -83,8 +83,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 0.01,
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--queries", type=Path,
-                        default=ROOT / "benchmarks/retrieval_queries.yaml")
+    parser.add_argument("--queries", type=Path, action="append",
+                        help="a query set to fit on (repeatable; default: our two sets)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--l2", type=float, default=L2, help="ranker weight penalty")
     parser.add_argument("--write", action="store_true",
@@ -92,13 +92,15 @@ def main() -> int:
     parser.add_argument("--max-abstain", type=float, default=0.02,
                         help="answerable share the threshold may abstain on (in CV)")
     args = parser.parse_args()
-    if "blind" in args.queries.name:
+    args.queries = args.queries or [ROOT / "benchmarks/retrieval_queries.yaml",
+                                    ROOT / "benchmarks/retrieval_queries_second.yaml"]
+    if any("blind" in q.name for q in args.queries):
         print("refusing to fit on a blind set")
         return 2
     if not args.corpus.is_dir():
         print(f"skipped: {args.corpus} not found")
         return 0
-    cases = load_cases(yaml.safe_load(args.queries.read_text()))
+    cases = [c for q in args.queries for c in load_cases(yaml.safe_load(q.read_text()))]
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp))
