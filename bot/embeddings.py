@@ -111,9 +111,7 @@ class OnnxEmbedder:
         if not texts:
             return out
         encodings = self._tokenizer.encode_batch(list(texts))
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), self._batch_size):
-            idx = order[start : start + self._batch_size]
+        for idx in self._batches(encodings):
             width = max(len(encodings[i].ids) for i in idx)
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
@@ -130,6 +128,21 @@ class OnnxEmbedder:
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             out[idx] = pooled / np.clip(norms, 1e-12, None)
         return out
+
+
+    def _batches(self, encodings: Sequence[Any]) -> list[list[int]]:
+        """Indices by length, in batches of at most ``batch_size`` whose longest text is at
+        most about twice the shortest: a query and its short clauses are not padded to
+        the query's length (padding is paid for in full, attention quadratically)."""
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        batches: list[list[int]] = []
+        for i in order:
+            if (batches and len(batches[-1]) < self._batch_size
+                    and len(encodings[i].ids) <= 2 * len(encodings[batches[-1][0]].ids) + 8):
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        return batches
 
 
 class OpenAIEmbedder:

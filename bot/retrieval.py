@@ -31,6 +31,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,68 +49,35 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Spellings of one word, folded the same way in runbooks and queries.
-CANONICAL: dict[str, str] = {
-    "configuration": "config", "configurations": "config", "conf": "config", "cfg": "config",
-    "errs": "error", "err": "error", "errors": "error",
-    "cert": "certificate", "certs": "certificate", "certificates": "certificate",
-    "kubernetes": "kube", "k8s": "kube", "mem": "memory", "fs": "filesystem",
-    "statefulsets": "statefulset", "daemonsets": "daemonset", "deployments": "deployment",
-    "alertmanagers": "alertmanager", "maxed": "max", "prom": "prometheus",
-    # Compounds written as one word in some names and as two in others.
-    "crashloop": "crash loop", "crashlooping": "crash looping",
-    "crashloopbackoff": "crash loop back off", "apiserver": "api server",
-    "persistentvolume": "persistent volume", "persistentvolumeclaim": "persistent volume claim",
-    "nodeexporter": "node exporter",
-}
-# How people describe a condition in chat, and the words runbooks use for it (queries only;
-# matched on whole words after CamelCase splitting).
-IDIOMS: dict[str, str] = {
-    "open files": "file descriptor", "up and down": "flapping",
-    "not responding": "down", "unresponsive": "down", "no response": "down",
-    "out of memory": "oom memory", "no space left": "disk full space",
-    "image pull back off": "waiting", "container creating": "waiting",
-    "lost quorum": "insufficient members", "cannot scrape": "target down",
-    "can t scrape": "target down", "read only": "disk",
-}
-# Ops vocabulary: a query word also counts as these words. Kept general (terms of the
-# trade), never tuned to one corpus; the documents are not expanded.
-SYNONYMS: dict[str, tuple[str, ...]] = {
-    "host": ("node",), "instance": ("node",), "machine": ("node",), "server": ("node",),
-    "vm": ("node",), "worker": ("node",),
-    "disk": ("filesystem", "space", "volume"), "fs": ("filesystem",),
-    "storage": ("filesystem", "volume", "space"), "partition": ("filesystem",),
-    "inode": ("file",), "inodes": ("file",),
-    "full": ("space", "fill"), "filling": ("fill",), "fills": ("fill",),
-    "growing": ("fill",), "df": ("disk", "filesystem", "space"), "du": ("disk", "space"),
-    "enospc": ("disk", "filesystem", "space"),
-    "oom": ("memory",), "oomkilled": ("memory", "oom", "kill"), "ram": ("memory",),
-    "mem": ("memory",),
-    "crashloop": ("crash", "loop"), "crashloopbackoff": ("crash", "loop", "back", "off"),
-    "restart": ("crash", "loop"), "restarting": ("crash", "loop"),
-    "cert": ("certificate",), "certs": ("certificate",), "tls": ("certificate",),
-    "ssl": ("certificate",),
-    "expire": ("expiration",), "expiry": ("expiration",), "expiring": ("expiration",),
-    "expired": ("expiration",),
-    "k8s": ("kube", "kubernetes"), "kubernetes": ("kube",), "kube": ("kubernetes",),
-    "pvc": ("persistent", "volume", "claim"), "pv": ("persistent", "volume"),
-    "hpa": ("horizontal", "pod", "autoscaler"), "autoscaler": ("hpa",),
-    "apiserver": ("api", "server"), "api": ("apiserver",),
-    "unreachable": ("down",), "unavailable": ("down",), "dead": ("down",),
-    "absent": ("down", "missing"), "offline": ("down",), "missing": ("down", "absent"),
-    "disappeared": ("down", "missing"), "gone": ("down", "missing"),
-    "notready": ("not", "ready"), "ntp": ("clock", "sync"), "time": ("clock",),
-    "rx": ("receive",), "tx": ("transmit",), "drift": ("skew",),
-    "fd": ("file", "descriptor"), "fds": ("file", "descriptor"),
-    "throttled": ("throttling",), "throttle": ("throttling",),
-    "scrape": ("target",), "cronjob": ("job",), "replicaset": ("replicas",),
-    "rollout": ("rolled", "out"), "md": ("raid",), "mdadm": ("raid",),
-    "am": ("alertmanager",), "election": ("leader",),
-    "latency": ("slow", "duration"), "slow": ("latency", "duration"),
-    "errors": ("error",), "failures": ("failure", "error"), "failing": ("failure", "fail"),
-    "5xx": ("error",), "nic": ("network", "interface"), "packet": ("network",),
-    "container": ("pod",), "containers": ("pod",),
-}
+
+def _load_vocabulary() -> tuple[dict[str, str], dict[str, str], dict[str, tuple[str, ...]]]:
+    """The ops vocabulary (bot/vocabulary.yaml): spellings folded on both sides, idioms and
+    synonyms for queries. Keys are read the way query text is (``words``): a key that is
+    several words there ("x509" -> x 509) is matched as a phrase."""
+    import yaml
+
+    raw = yaml.safe_load(resources.files("bot").joinpath("vocabulary.yaml").read_text())
+    canonical = {str(k): str(v) for k, v in (raw.get("canonical") or {}).items()
+                 if words(str(k)) == [str(k)]}
+    idioms: dict[str, str] = {}
+    synonyms: dict[str, tuple[str, ...]] = {}
+    for key, meaning in (raw.get("idioms") or {}).items():
+        idioms[" ".join(words(str(key)))] = " ".join(str(m) for m in meaning)
+    for key, meaning in (raw.get("synonyms") or {}).items():
+        parts = words(str(key))
+        if parts == [str(key)]:
+            synonyms[str(key)] = tuple(str(m) for m in meaning)
+        elif parts:
+            idioms.setdefault(" ".join(parts), " ".join(str(m) for m in meaning))
+    return canonical, idioms, synonyms
+
+
+# CANONICAL: spellings of one word, folded the same way in runbooks and queries.
+# IDIOMS: how people say a thing in chat or an error string, and the words runbooks use for it
+# (queries only; matched on whole words after CamelCase splitting).
+# SYNONYMS: a query word also counts as these words. Terms of the trade, never tuned to one
+# corpus; the documents are not expanded.
+CANONICAL, IDIOMS, SYNONYMS = _load_vocabulary()
 STOPWORDS = frozenset(
     "a an the of to in on for and or is are be been was were it its this that with at by "
     "from as has have had not no but if then than so we our us you your i me my they them "
@@ -122,16 +90,18 @@ WEAK = frozenset(
 )
 # The ranker: a linear mix of FEATURES in logit units (softmax over runbooks), one weight
 # vector for alerts with a name and one for plain messages. Fit by benchmarks/retrieval_fit.py.
-NAME_WEIGHTS = (1.97, 2.6, 0.58, 2.06, 1.5, 1.94, 1.51, 1.83, 1.84, 0.0, 2.12, -0.54, 2.36, 0.0)
-TEXT_WEIGHTS = (1.29, 1.61, 1.84, 2.41, 1.18, 1.86, 1.39, 2.96, 2.04, 0.0, 0.64, -0.88, 2.27, 0.0)
+NAME_WEIGHTS = (2.04, 2.38, 0.45, 1.67, 1.4, 1.82, 1.51, 2.53, 1.95, 0.04, 2.05, -0.34, 1.91, 0.0,
+                1.26, 0.31)
+TEXT_WEIGHTS = (1.49, 1.87, 0.71, 1.83, 0.85, 1.55, 1.17, 3.1, 1.91, 0.0, 0.67, -0.32, 2.22, 0.0,
+                1.45, 0.75)
 # Abstention: P(some runbook answers) from the shape of the ranking (ABSTAIN_FEATURES), a
 # logistic model fit on answerable vs out-of-scope queries by the same script.
 ABSTAIN_FEATURES = ("top", "margin", "cosine", "lexical", "unknown", "conflict", "named")
-ABSTAIN_WEIGHTS = (0.28, 0.13, 6.59, 3.75, -1.57, 0.32, -1.72)
-ABSTAIN_BIAS = -7.74
+ABSTAIN_WEIGHTS = (0.26, 0.3, 5.74, 4.45, -2.36, 0.55, -1.4)
+ABSTAIN_BIAS = -8.21
 # At 1% of our answerable queries abstained (5-fold cross-validated: 3/242 answerable and
 # 29/43 out of scope abstained).
-ABSTAIN_BELOW = 0.146
+ABSTAIN_BELOW = 0.208
 # The runbook's author named this very alert, or the alert links its runbook: rank it first.
 LINKED_BONUS = 3.0
 LINKED_CONFIDENCE = 0.9
@@ -157,7 +127,8 @@ ENTITY_GROUPS: tuple[frozenset[str], ...] = tuple(frozenset(g.split()) for g in 
 # The evidence columns the ranker mixes; weights below are fit by benchmarks/retrieval_fit.py
 # (listwise logistic regression, cross-validated on benchmarks/retrieval_queries.yaml).
 FEATURES = ("name", "name_text", "name_dense", "dense", "cosine", "overview", "top2",
-            "lexical", "overview_lexical", "linked", "agree", "conflict", "fused", "unknown")
+            "lexical", "overview_lexical", "linked", "agree", "conflict", "fused", "unknown",
+            "clause", "clause_name")
 
 
 @dataclass(frozen=True)
@@ -281,6 +252,8 @@ _GENERIC_LABELS = frozenset({
 })
 _PLACEHOLDER_NAMES = frozenset({"UnnamedAlert", "GrafanaAlert", "Symptom report"})
 _URL = re.compile(r"<?https?://[^\s>]+>?")
+# Where one clause of a message ends and the next begins.
+_CLAUSE = re.compile(r"[.;!?\n]+(?:\s|$)|,\s|\s-+\s|\s\bbut\b\s")
 # Slack mentions (<@U..>, <!here>, <#C..|name>) and :emoji: codes say nothing about the incident.
 _SLACK_MARKUP = re.compile(r"<[@!#][^>]*>|:[a-z0-9_+-]+:")
 
@@ -382,7 +355,6 @@ class HybridRunbookIndex:
         self._name_idf = {t: math.log(1 + n / c) for t, c in df.items()}
         self._bm25 = self._build_bm25()
         self._name_vectors: NDArray[np.float32] | None = None
-        self._name_query: NDArray[np.float32] | None = None
         self._overview_rows = np.array(
             [r for r, c in enumerate(self._chunks) if c.kind == "overview"], dtype=np.int64)
         self._entity_groups = [frozenset(stem(w) for w in group) for group in ENTITY_GROUPS]
@@ -452,9 +424,10 @@ class HybridRunbookIndex:
     def features(self, q: Query) -> Features:
         """The evidence for every runbook, one row each, columns as in FEATURES."""
         name_scores, name_text = self._name_scores(q)
-        self._name_query = None
-        dense_rb, cosine, chunk_sims = self._dense_scores(q)
-        name_dense = self._name_dense()
+        vectors = self._embed_query(q)
+        dense_rb, cosine, chunk_sims = self._dense_scores(vectors)
+        name_dense, clause_name = self._name_dense(vectors)
+        clause = self._clause_scores(vectors)
         overview_cos, top2_cos = self._dense_views(chunk_sims)
         lexical, chunk_lexical = self._lexical_scores(q)
         best_row = self._best_rows(chunk_sims, chunk_lexical)
@@ -482,6 +455,7 @@ class HybridRunbookIndex:
             "dense": dense_rb, "cosine": cosine, "overview": overview_cos,
             "top2": top2_cos, "lexical": lexical, "overview_lexical": overview_lex,
             "linked": linked, "agree": agree, "conflict": conflict, "fused": fused / 3.0,
+            "clause": clause, "clause_name": clause_name,
             "unknown": np.full(len(self._runbooks),
                                float(bool(q.name) and not self._knows_subject(q.name))),
         }
@@ -518,17 +492,45 @@ class HybridRunbookIndex:
                         conflict[i] += 1
         return agree, conflict
 
-    def _name_dense(self) -> NDArray[np.float64]:
+    def _embed_query(self, q: Query) -> NDArray[np.float32]:
+        """The query's vector (row 0), then one per clause when it has several: a message
+        often says what is wrong in one clause among chatter ("scaled a deployment and
+        nothing happened, kube-controller-manager isn't running on any master")."""
+        if not q.text or len(self._vectors) == 0:
+            return np.zeros((0, self._vectors.shape[1] if self._vectors.ndim == 2 else 0),
+                            dtype=np.float32)
+        parts = [p.strip() for p in _CLAUSE.split(q.text) if len(p.split()) >= 3]
+        texts = [q.text, *parts] if len(parts) > 1 else [q.text]
+        return np.asarray(self._embedder.embed(texts), dtype=np.float32)
+
+    def _clause_scores(self, vectors: NDArray[np.float32]) -> NDArray[np.float64]:
+        """Per runbook, the best cosine of any one clause (the whole query when it has only
+        one) to any of its chunks, stretched like the dense score."""
+        n = len(self._runbooks)
+        if len(vectors) == 0:
+            return np.zeros(n)
+        if len(vectors) > 1:
+            vectors = vectors[1:]  # the clauses alone: the whole query has its own columns
+        sims = vectors @ self._vectors.T  # (clauses, chunks)
+        best = np.full(n, -1.0)
+        np.maximum.at(best, self._chunk_runbook, sims.max(axis=0))
+        return _stretch(best)
+
+    def _name_dense(self, vectors: NDArray[np.float32],
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Cosine of the query to each runbook's names alone (a one-line document per
-        runbook): short against short, where a long chunk would dilute the meaning."""
+        runbook): short against short, where a long chunk would dilute the meaning; and
+        the best of any clause's, stretched."""
         if self._name_vectors is None:
             texts = [" / ".join(dict.fromkeys(humanize_name(n) for n in rb.names))
                      for rb in self._runbooks]
             self._name_vectors = np.asarray(self._embedder.embed(texts), dtype=np.float32) \
                 if texts else np.zeros((0, 1), dtype=np.float32)
-        if self._name_query is None or len(self._name_vectors) == 0:
-            return np.zeros(len(self._runbooks))
-        return np.asarray(self._name_vectors @ self._name_query, dtype=np.float64)
+        if len(vectors) == 0 or len(self._name_vectors) == 0:
+            return np.zeros(len(self._runbooks)), np.zeros(len(self._runbooks))
+        sims = np.asarray(self._name_vectors @ vectors.T, dtype=np.float64)
+        clauses = sims[:, 1:] if sims.shape[1] > 1 else sims
+        return sims[:, 0], _stretch(clauses.max(axis=1))
 
     def _dense_views(
         self, sims: NDArray[np.float64]
@@ -601,15 +603,14 @@ class HybridRunbookIndex:
         return self._name_idf.get(token, 1.0) * (0.3 if token in WEAK else 1.0)
 
     def _dense_scores(
-        self, q: Query
+        self, vectors: NDArray[np.float32]
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        """(stretched score, raw best cosine) per runbook, and the cosine of every chunk."""
+        """(stretched score, raw best cosine) per runbook, and the cosine of every chunk,
+        for the whole query (row 0 of ``vectors``)."""
         n = len(self._runbooks)
-        if not q.text or len(self._vectors) == 0:
+        if len(vectors) == 0:
             return np.zeros(n), np.zeros(n), np.zeros(len(self._chunks))
-        vector = self._embedder.embed([q.text])[0]
-        sims = np.asarray(self._vectors @ vector, dtype=np.float64)
-        self._name_query = vector
+        sims = np.asarray(self._vectors @ vectors[0], dtype=np.float64)
         best = np.full(n, -1.0)
         overview = np.zeros(n)
         for row, sim in enumerate(sims):
@@ -621,8 +622,7 @@ class HybridRunbookIndex:
         best = np.where(best < 0, overview, best)
         raw = np.maximum(best, overview)
         combined = 0.5 * raw + 0.5 * overview
-        # MiniLM cosines of related ops texts sit in 0.2..0.8: stretch to 0..1.
-        return np.clip((combined - 0.15) / 0.55, 0.0, 1.0), raw, sims
+        return _stretch(combined), raw, sims
 
     def _best_rows(self, sims: NDArray[np.float64],
                    lexical: NDArray[np.float64]) -> NDArray[np.int64]:
@@ -653,6 +653,11 @@ class HybridRunbookIndex:
             return scores, per_chunk
         # Normalised per query, damped so one rare shared word is not a strong signal.
         return (scores / top) * min(1.0, top / LEXICAL_FULL), chunk_scores / top
+
+
+def _stretch(cosine: NDArray[np.float64]) -> NDArray[np.float64]:
+    """MiniLM cosines of related ops texts sit in 0.2..0.8: stretched to 0..1."""
+    return np.asarray(np.clip((cosine - 0.15) / 0.55, 0.0, 1.0), dtype=np.float64)
 
 
 def open_runbook_index(*, settings: Settings, embedder: Embedder | None = None,

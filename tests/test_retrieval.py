@@ -458,3 +458,71 @@ def test_a_label_naming_the_workload_kind_decides_a_generic_alert(
                           "statefulset": "db", "severity": "warning"})
     assert rollout_index.match(stuck)[0].id == "kubernetes/KubeStatefulSetUpdateNotRolledOut"
     assert Query.of(stuck).label_keys == "statefulset"  # severity, namespace say nothing
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("fluentbit ds rollout stuck, 3 nodes still run the old pods",
+     "kubernetes/KubeDaemonSetRolloutStuck"),
+    ("kafka sts rollout stuck: kafka-2 still on the old revision",
+     "kubernetes/KubeStatefulSetUpdateNotRolledOut"),
+    ("web deploy rollout stuck, 2 pods not ready", "kubernetes/KubeDeploymentReplicasMismatch"),
+])
+def test_kubectl_short_names_name_the_workload_kind(
+        rollout_index: HybridRunbookIndex, query: str, expected: str) -> None:
+    # On-call engineers type kubectl's short names (ds, sts, deploy); runbooks spell them out.
+    matches = rollout_index.match(query)
+    assert matches and matches[0].id == expected
+
+
+def test_error_strings_and_status_reasons_reach_runbook_words() -> None:
+    from bot.retrieval import tokens
+
+    # "x509" is read as the words "x 509", so the vocabulary matches it as a phrase.
+    assert "certificate" in Query.of("kubelet logs: x509: certificate has expired").idioms
+    assert "waiting" in Query.of("new pods stuck in ImagePullBackOff").idioms
+    assert "file descriptor" in Query.of("accept4: too many open files").idioms
+    assert {"daemonset"} <= set(tokens("fluentbit ds", expand=True))
+    assert "daemonset" not in tokens("fluentbit ds")  # runbooks are never expanded
+
+
+def test_every_vocabulary_entry_can_match_a_query() -> None:
+    # An entry whose key the query reader never produces would be dead weight: every key
+    # must be one word as `words` reads it, or be matched as a phrase.
+    import yaml
+
+    from bot import retrieval
+    from bot.runbooks import words
+
+    raw = yaml.safe_load((Path(retrieval.__file__).parent / "vocabulary.yaml").read_text())
+    assert len(raw["synonyms"]) > 300 and len(raw["idioms"]) > 150
+    for key in raw["synonyms"]:
+        parts = words(str(key))
+        assert parts == [str(key)] or " ".join(parts) in retrieval.IDIOMS, key
+    for key in raw["idioms"]:
+        assert " ".join(words(str(key))) in retrieval.IDIOMS, key
+    for key in raw["canonical"]:
+        assert key in retrieval.CANONICAL, key
+
+
+def test_one_clause_of_a_chatty_message_is_searched_on_its_own(
+        index: HybridRunbookIndex) -> None:
+    text = ("morning all, sorry for the noise on a monday. the release went out fine, "
+            "but the pods keep dying and restarting over and over")
+    vectors = index._embed_query(Query.of(text))  # noqa: SLF001
+    assert len(vectors) == 4  # the whole message, then each clause of three words or more
+    assert index.match(text)[0].id == "kubernetes/KubePodCrashLooping"
+
+
+def test_batched_embeddings_equal_one_at_a_time() -> None:
+    # Texts of very different lengths are batched apart (no padding a clause to a long
+    # query), and batching must not change a vector.
+    import numpy as np
+
+    from bot.embeddings import OnnxEmbedder
+
+    embedder = OnnxEmbedder()
+    texts = ["disk full", "the pods keep restarting after the deploy at noon " * 6,
+             "node not ready", "certificate expires in two days on the ingress"]
+    together = embedder.embed(texts)
+    alone = np.stack([embedder.embed([t])[0] for t in texts])
+    assert np.allclose(together, alone, atol=1e-4)
