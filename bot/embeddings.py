@@ -102,6 +102,10 @@ class OnnxEmbedder:
         except Exception as exc:  # a corrupt file: say which one
             raise EmbeddingError(f"cannot load embedding model {model_path}: {exc}") from exc
         self._tokenizer.enable_truncation(max_length=max_tokens)
+        # The name is stored with the index: vectors cut at another length are other vectors,
+        # so a changed limit re-embeds the runbooks instead of mixing the two.
+        if max_tokens != MAX_TOKENS:
+            self.name = f"{OnnxEmbedder.name}-{max_tokens}tok"
         self._tokenizer.no_padding()
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._batch_size = batch_size

@@ -668,9 +668,9 @@ def open_runbook_index(*, settings: Settings, embedder: Embedder | None = None,
     from bot.embeddings import build_embedder
 
     embedder = embedder or build_embedder(settings)
-    store = open_runbook_store(settings, index_dir=index_dir, embedder_name=embedder.name,
-                               collection=collection_for(settings, runbooks_dir))
-    chunks, vectors = store.load()
+    with open_runbook_store(settings, index_dir=index_dir, embedder_name=embedder.name,
+                            collection=collection_for(settings, runbooks_dir)) as store:
+        chunks, vectors = store.load()
     return HybridRunbookIndex(chunks=chunks, vectors=vectors, embedder=embedder)
 
 
@@ -683,11 +683,11 @@ def sync_and_open(*, settings: Settings, runbooks_dir: Path | None = None,
     from bot.runbooks import sync_index
 
     embedder = build_embedder(settings)
-    store = open_runbook_store(settings, index_dir=index_dir, embedder_name=embedder.name,
-                               collection=collection_for(settings, runbooks_dir))
-    stats = sync_index(directory=runbooks_dir or settings.runbooks_dir, store=store,
-                       embedder=embedder, progress=progress)
-    chunks, vectors = store.load()
+    with open_runbook_store(settings, index_dir=index_dir, embedder_name=embedder.name,
+                            collection=collection_for(settings, runbooks_dir)) as store:
+        stats = sync_index(directory=runbooks_dir or settings.runbooks_dir, store=store,
+                           embedder=embedder, progress=progress)
+        chunks, vectors = store.load()
     return HybridRunbookIndex(chunks=chunks, vectors=vectors, embedder=embedder), stats
 
 

@@ -344,7 +344,7 @@ def index_runbooks(
     from bot.embeddings import build_embedder
 
     embedder = build_embedder(settings)
-    store = open_runbook_store(settings, index_dir=index_dir, embedder_name=embedder.name,
-                               collection=collection_for(settings, directory))
-    return sync_index(directory=directory or settings.runbooks_dir, store=store,
-                      embedder=embedder, progress=progress)
+    with open_runbook_store(settings, index_dir=index_dir, embedder_name=embedder.name,
+                            collection=collection_for(settings, directory)) as store:
+        return sync_index(directory=directory or settings.runbooks_dir, store=store,
+                          embedder=embedder, progress=progress)

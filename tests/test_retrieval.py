@@ -526,3 +526,21 @@ def test_batched_embeddings_equal_one_at_a_time() -> None:
     together = embedder.embed(texts)
     alone = np.stack([embedder.embed([t])[0] for t in texts])
     assert np.allclose(together, alone, atol=1e-4)
+
+
+def test_a_changed_token_limit_re_embeds_the_runbooks(tmp_path: Path) -> None:
+    # Vectors of texts cut at 64 tokens must not sit beside vectors cut at 128.
+    from bot.adapters.chroma import open_runbook_store
+    from bot.embeddings import OnnxEmbedder
+    from bot.runbooks import sync_index
+
+    corpus = write_corpus(tmp_path / "runbooks")
+    settings = Settings(data_dir=tmp_path / "data")
+
+    def sync(embedder: OnnxEmbedder) -> int:
+        with open_runbook_store(settings, embedder_name=embedder.name) as store:
+            return sync_index(directory=corpus, store=store, embedder=embedder).embedded
+
+    assert sync(OnnxEmbedder()) == len(CORPUS)
+    assert sync(OnnxEmbedder()) == 0
+    assert sync(OnnxEmbedder(max_tokens=64)) == len(CORPUS)

@@ -104,6 +104,30 @@ class ChromaRunbookStore:
         if runbook_ids:
             self._collection.delete(where={"runbook_id": {"$in": list(runbook_ids)}})
 
+    def close(self) -> None:
+        """Release the client (a reference to the embedded database, or HTTP sessions)."""
+        close = getattr(self._client, "close", None)
+        if close is None:
+            return
+        owners = (self._client, getattr(self._client, "_admin_client", None))
+        close()
+        # chromadb 1.5 stops an HttpClient's system without closing its httpx sessions, whose
+        # sockets then stay open until exit: close them once no other client shares it.
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        for owner in owners:
+            server = getattr(owner, "_server", None)
+            session = getattr(server, "_session", None)
+            identifier = getattr(owner, "_identifier", None)
+            if session is not None and identifier not in SharedSystemClient._identifier_to_system:
+                session.close()
+
+    def __enter__(self) -> ChromaRunbookStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def load(self) -> tuple[list[StoredChunk], NDArray[np.float32]]:
         """Every chunk and its vector (the retriever scores all runbooks exactly)."""
         with metrics.backend_call(backend="chroma", operation="load"):
