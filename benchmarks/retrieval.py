@@ -1,6 +1,6 @@
 """Retrieval benchmark: index the 108 eval-corpus runbooks from scratch and score our query set.
 
-    .venv/bin/python benchmarks/retrieval.py [--corpus DIR] [--queries FILE] [--misses]
+    .venv/bin/python benchmarks/retrieval.py [--corpus DIR] [--queries FILE] [--misses] [--jsonl N]
 
 Prints index time, recall@1/@3 and MRR per kind (alerts, symptom messages, and any finer
 `tag`/`kind` the set carries) and overall, abstention on out-of-scope queries and on
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -106,6 +107,8 @@ def main() -> int:
                         help="reuse (and sync) this index instead of a fresh one")
     parser.add_argument("--no-throughput", action="store_true",
                         help="skip the embedding throughput figures")
+    parser.add_argument("--jsonl", type=int, default=0, metavar="N",
+                        help="also time `hotwash runbooks match --jsonl` over N payloads")
     args = parser.parse_args()
     if args.misses and "blind" in args.queries.name:
         # A blind set stays an honest estimate only while nobody looks at its queries.
@@ -148,10 +151,57 @@ def main() -> int:
 
     if not args.no_throughput:
         throughput(cases, args.corpus)
+    if args.jsonl:
+        time_jsonl(cases, args.corpus, args.jsonl)
     report(scored)
     q = statistics.quantiles(latencies, n=20)
     print(f"warm query latency: p50 {statistics.median(latencies):.1f} ms, p95 {q[18]:.1f} ms")
     return 0
+
+
+def as_payload(case: dict[str, Any]) -> str:
+    """One line of `match --jsonl` input: an Alertmanager v4 body for an alert, a Slack
+    message event for every other message, plain text for the rest."""
+    text = case.get("text")
+    if isinstance(text, str):
+        if len(text) % 2:
+            return json.dumps({"type": "message", "channel": "C0ALERTS", "user": "U0ONCALL",
+                               "text": text, "ts": "1795890000.000100"})
+        return json.dumps(text)
+    query = to_query(case)
+    if isinstance(query, Alert):
+        return json.dumps({
+            "version": "4", "status": "firing", "receiver": "benchmark", "groupLabels": {},
+            "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
+            "alerts": [{"status": "firing", "labels": {"alertname": query.name, **query.labels},
+                        "annotations": {"summary": query.summary,
+                                        "description": query.description,
+                                        **query.annotations},
+                        "startsAt": "2026-11-28T10:00:00Z", "endsAt": "",
+                        "fingerprint": query.fingerprint}]})
+    return json.dumps(str(query))
+
+
+def time_jsonl(cases: list[dict[str, Any]], corpus: Path, n: int) -> None:
+    """Wall time of the scoring command, start-up included: from an empty index directory,
+    then again with the index built (what a second scoring run sees)."""
+    import subprocess
+
+    payloads = "\n".join(as_payload(cases[i % len(cases)]) for i in range(n)) + "\n"
+    hotwash = Path(sys.executable).parent / "hotwash"
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [str(hotwash), "runbooks", "match", "--jsonl", "--runbooks", str(corpus),
+                   "--index-dir", str(Path(tmp) / "index")]
+        env = {**os.environ, "HOTWASH_DATA_DIR": tmp}
+        for label in ("from scratch", "index built"):
+            started = time.perf_counter()
+            done = subprocess.run(command, input=payloads, capture_output=True, text=True,
+                                  env=env, check=True)
+            seconds = time.perf_counter() - started
+            lines = done.stdout.splitlines()
+            answered = sum(bool(json.loads(line)["matches"]) for line in lines)
+            print(f"match --jsonl over {n} payloads ({label}): {seconds:.1f} s, "
+                  f"{len(lines)} results, {answered} with a runbook")
 
 
 def report(scored: list[tuple[dict[str, Any], int | None, bool]]) -> None:
