@@ -84,7 +84,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--queries", type=Path, action="append",
-                        help="a query set to fit on (repeatable; default: our two sets)")
+                        help="a query set to fit on (repeatable; default: our three sets)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--l2", type=float, default=L2, help="ranker weight penalty")
     parser.add_argument("--write", action="store_true",
@@ -93,7 +93,8 @@ def main() -> int:
                         help="answerable share the threshold may abstain on (in CV)")
     args = parser.parse_args()
     args.queries = args.queries or [ROOT / "benchmarks/retrieval_queries.yaml",
-                                    ROOT / "benchmarks/retrieval_queries_second.yaml"]
+                                    ROOT / "benchmarks/retrieval_queries_second.yaml",
+                                    ROOT / "benchmarks/retrieval_queries_third.yaml"]
     if any("blind" in q.name for q in args.queries):
         print("refusing to fit on a blind set")
         return 2

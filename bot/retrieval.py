@@ -30,7 +30,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,18 +90,18 @@ WEAK = frozenset(
 )
 # The ranker: a linear mix of FEATURES in logit units (softmax over runbooks), one weight
 # vector for alerts with a name and one for plain messages. Fit by benchmarks/retrieval_fit.py.
-NAME_WEIGHTS = (2.04, 2.38, 0.45, 1.67, 1.4, 1.82, 1.51, 2.53, 1.95, 0.04, 2.05, -0.34, 1.91, 0.0,
-                1.26, 0.31)
-TEXT_WEIGHTS = (1.49, 1.87, 0.71, 1.83, 0.85, 1.55, 1.17, 3.1, 1.91, 0.0, 0.67, -0.32, 2.22, 0.0,
-                1.45, 0.75)
+NAME_WEIGHTS = (2.13, 2.44, 0.61, 1.62, 1.31, 1.8, 1.4, 2.53, 2.03, 0.04, 1.8, -0.43, 1.98, 0.0,
+                1.19, 0.5)
+TEXT_WEIGHTS = (1.48, 1.85, 0.56, 1.72, 1.07, 1.42, 1.28, 2.96, 1.97, 0.0, 0.82, -0.47, 2.22, 0.0,
+                1.5, 0.78)
 # Abstention: P(some runbook answers) from the shape of the ranking (ABSTAIN_FEATURES), a
 # logistic model fit on answerable vs out-of-scope queries by the same script.
 ABSTAIN_FEATURES = ("top", "margin", "cosine", "lexical", "unknown", "conflict", "named")
-ABSTAIN_WEIGHTS = (0.26, 0.3, 5.74, 4.45, -2.36, 0.55, -1.4)
-ABSTAIN_BIAS = -8.21
+ABSTAIN_WEIGHTS = (0.25, 0.2, 5.86, 3.83, -2.28, 0.76, -0.87)
+ABSTAIN_BIAS = -8.18
 # At 1% of our answerable queries abstained (5-fold cross-validated: 3/242 answerable and
 # 29/43 out of scope abstained).
-ABSTAIN_BELOW = 0.208
+ABSTAIN_BELOW = 0.252
 # The runbook's author named this very alert, or the alert links its runbook: rank it first.
 LINKED_BONUS = 3.0
 LINKED_CONFIDENCE = 0.9
@@ -196,13 +196,15 @@ class Query:
     labels: str  # label values that may name the subject (job, service, container)
     runbook_hint: str = ""  # last path segment of the alert's runbook_url, lowercased
     label_keys: str = ""  # names of the labels that say what the alert is about
+    segments: str = ""  # run-together words split into the index's words (outofpods)
 
     @property
     def idioms(self) -> str:
-        """Words the query's ops idioms stand for ("open files" -> file descriptors)."""
+        """Words the query's ops idioms stand for ("open files" -> file descriptors), and
+        its run-together words split apart."""
         lowered = " ".join(words(self.text))
-        return " ".join(meaning for phrase, meaning in IDIOMS.items()
-                        if f" {phrase} " in f" {lowered} ")
+        said = [meaning for phrase, meaning in IDIOMS.items() if f" {phrase} " in f" {lowered} "]
+        return " ".join([*said, self.segments] if self.segments else said)
 
     @classmethod
     def of(cls, query: Alert | str) -> Query:
@@ -251,6 +253,7 @@ _GENERIC_LABELS = frozenset({
     "endpoint", "uid", "replica", "le", "quantile", "tier", "version", "source",
 })
 _PLACEHOLDER_NAMES = frozenset({"UnnamedAlert", "GrafanaAlert", "Symptom report"})
+_JOINERS = frozenset({"of", "in", "up", "on", "to", "no", "not"})
 _URL = re.compile(r"<?https?://[^\s>]+>?")
 # Where one clause of a message ends and the next begins.
 _CLAUSE = re.compile(r"[.;!?\n]+(?:\s|$)|,\s|\s-+\s|\s\bbut\b\s")
@@ -363,6 +366,9 @@ class HybridRunbookIndex:
         # An on-call engineer opening a runbook mid-incident wants the steps: on a near tie,
         # point at Diagnosis/Mitigation rather than Impact or Follow-up.
         self._section_prior = np.array([_section_prior(c.section) for c in self._chunks])
+        self._words = frozenset(
+            w for c in self._chunks for w in words(f"{c.title} {c.section} {c.text} "
+                                                   f"{' '.join(c.names)}"))
         self._vocabulary = frozenset(
             t for c in self._chunks for t in tokens(f"{c.title} {c.text} {' '.join(c.names)}"))
 
@@ -423,6 +429,7 @@ class HybridRunbookIndex:
 
     def features(self, q: Query) -> Features:
         """The evidence for every runbook, one row each, columns as in FEATURES."""
+        q = self.segmented(q)
         name_scores, name_text = self._name_scores(q)
         vectors = self._embed_query(q)
         dense_rb, cosine, chunk_sims = self._dense_scores(vectors)
@@ -461,6 +468,33 @@ class HybridRunbookIndex:
         }
         matrix = np.stack([columns[f] for f in FEATURES], axis=1)
         return Features(matrix=matrix, best_row=best_row)
+
+    def segmented(self, q: Query) -> Query:
+        """``q`` with its run-together words split into words the runbooks use: people and
+        tools write ``numberMisscheduled``, ``OutOfpods``, ``kubestatemetrics`` where a
+        runbook says "mis scheduled", "out of pods", "kube state metrics"."""
+        parts = [" ".join(split) for word in dict.fromkeys(words(f"{q.name} {q.text}"))
+                 if (split := self._split_compound(word))]
+        return replace(q, segments=" ".join(parts)) if parts else q
+
+    def _split_compound(self, word: str) -> list[str] | None:
+        if len(word) < 6 or not word.isalpha() or word in self._words:
+            return None
+        # Fewest pieces (at most three), each a word of the index (two letters only for the
+        # few small words that join names: of, in, up...).
+        best: list[list[str] | None] = [None] * (len(word) + 1)
+        best[0] = []
+        for end in range(1, len(word) + 1):
+            for start in range(max(0, end - 20), end):
+                piece = word[start:end]
+                head = best[start]
+                if head is None or len(head) >= 3:
+                    continue
+                if (len(piece) >= 3 and piece in self._words) or piece in _JOINERS:
+                    if best[end] is None or len(head) + 1 < len(best[end] or ()):
+                        best[end] = [*head, piece]
+        split = best[len(word)]
+        return split if split and len(split) > 1 else None
 
     def follow_links(self, mixed: NDArray[np.float64], cosine: NDArray[np.float64],
                      ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

@@ -544,3 +544,13 @@ def test_a_changed_token_limit_re_embeds_the_runbooks(tmp_path: Path) -> None:
     assert sync(OnnxEmbedder()) == len(CORPUS)
     assert sync(OnnxEmbedder()) == 0
     assert sync(OnnxEmbedder(max_tokens=64)) == len(CORPUS)
+
+
+def test_run_together_words_are_split_into_the_runbooks_words(
+        rollout_index: HybridRunbookIndex) -> None:
+    # Tools and tired people write numberMisscheduled, OutOfpods, rolloutstuck.
+    assert rollout_index.segmented(Query.of("ds rolloutstuck again")).segments == "rollout stuck"
+    assert "rollout stuck" in rollout_index.segmented(Query.of("rolloutstuck")).idioms
+    # Words the runbooks use, short words and identifiers are left alone.
+    for text in ("rollout stuck", "pods stuck", "api-7f9c6d5b8 x2kqp", "zzqqxxyyvv"):
+        assert rollout_index.segmented(Query.of(text)).segments == ""
