@@ -90,18 +90,18 @@ WEAK = frozenset(
 )
 # The ranker: a linear mix of FEATURES in logit units (softmax over runbooks), one weight
 # vector for alerts with a name and one for plain messages. Fit by benchmarks/retrieval_fit.py.
-NAME_WEIGHTS = (2.13, 2.44, 0.61, 1.62, 1.31, 1.8, 1.4, 2.53, 2.03, 0.04, 1.8, -0.43, 1.98, 0.0,
-                1.19, 0.5)
-TEXT_WEIGHTS = (1.48, 1.85, 0.56, 1.72, 1.07, 1.42, 1.28, 2.96, 1.97, 0.0, 0.82, -0.47, 2.22, 0.0,
-                1.5, 0.78)
+NAME_WEIGHTS = (2.13, 2.43, 0.61, 1.62, 1.31, 1.8, 1.4, 2.52, 2.03, 0.04, 1.77, -0.42, 2.0, 0.0,
+                1.18, 0.5, 0.3)
+TEXT_WEIGHTS = (1.48, 1.85, 0.56, 1.72, 1.07, 1.42, 1.28, 2.96, 1.97, 0.0, 0.82, -0.47, 2.21, 0.0,
+                1.5, 0.78, 0.11)
 # Abstention: P(some runbook answers) from the shape of the ranking (ABSTAIN_FEATURES), a
 # logistic model fit on answerable vs out-of-scope queries by the same script.
 ABSTAIN_FEATURES = ("top", "margin", "cosine", "lexical", "unknown", "conflict", "named")
-ABSTAIN_WEIGHTS = (0.25, 0.2, 5.86, 3.83, -2.28, 0.76, -0.87)
+ABSTAIN_WEIGHTS = (0.25, 0.2, 5.86, 3.82, -2.28, 0.77, -0.88)
 ABSTAIN_BIAS = -8.18
 # At 1% of our answerable queries abstained (5-fold cross-validated: 3/242 answerable and
 # 29/43 out of scope abstained).
-ABSTAIN_BELOW = 0.252
+ABSTAIN_BELOW = 0.251
 # The runbook's author named this very alert, or the alert links its runbook: rank it first.
 LINKED_BONUS = 3.0
 LINKED_CONFIDENCE = 0.9
@@ -128,7 +128,7 @@ ENTITY_GROUPS: tuple[frozenset[str], ...] = tuple(frozenset(g.split()) for g in 
 # (listwise logistic regression, cross-validated on benchmarks/retrieval_queries.yaml).
 FEATURES = ("name", "name_text", "name_dense", "dense", "cosine", "overview", "top2",
             "lexical", "overview_lexical", "linked", "agree", "conflict", "fused", "unknown",
-            "clause", "clause_name")
+            "clause", "clause_name", "label_kind")
 
 
 @dataclass(frozen=True)
@@ -449,7 +449,10 @@ class HybridRunbookIndex:
             or (bool(q.runbook_hint) and rb.id.rsplit("/", 1)[-1].lower() == q.runbook_hint)
             for rb in self._runbooks
         ], dtype=np.float64)
-        agree, conflict = self._entity_scores(q)
+        agree, conflict = self._entity_scores(f"{q.name or q.text} {q.label_keys} {q.idioms}")
+        # A label *named* after the object kind (kube-state-metrics: statefulset=db) says
+        # exactly what the alert is about, whatever its name: its own column.
+        label_agree, label_conflict = self._entity_scores(q.label_keys)
         # Rank fusion of the dense and lexical rankers: ranks are comparable across queries
         # where raw scores are not.
         fused = np.zeros(len(self._runbooks))
@@ -463,6 +466,7 @@ class HybridRunbookIndex:
             "top2": top2_cos, "lexical": lexical, "overview_lexical": overview_lex,
             "linked": linked, "agree": agree, "conflict": conflict, "fused": fused / 3.0,
             "clause": clause, "clause_name": clause_name,
+            "label_kind": label_agree - label_conflict,
             "unknown": np.full(len(self._runbooks),
                                float(bool(q.name) and not self._knows_subject(q.name))),
         }
@@ -510,9 +514,9 @@ class HybridRunbookIndex:
                         cosine[i] = max(cosine[i], cosine[j])
         return mixed, cosine
 
-    def _entity_scores(self, q: Query) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Per runbook, how many closed word sets its name agrees / conflicts with the query on."""
-        said = set(tokens(f"{q.name or q.text} {q.label_keys} {q.idioms}", expand=True))
+    def _entity_scores(self, text: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Per runbook, how many closed word sets its name agrees / conflicts with ``text`` on."""
+        said = set(tokens(text, expand=True))
         agree = np.zeros(len(self._runbooks))
         conflict = np.zeros(len(self._runbooks))
         asked = [group & said for group in self._entity_groups]
