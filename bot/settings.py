@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     es_log_index: str = Field(default="logs-*", description="Index pattern for logs.")
     es_trace_index: str = Field(default="traces-*", description="Index pattern for APM spans.")
     es_timeout_s: float = Field(default=10.0, gt=0, description="Request timeout.")
+    es_deadline_s: float = Field(
+        default=20.0, gt=0,
+        description="Time one evidence collect may spend in Elasticsearch in all; past it "
+                    "the lines already read are kept and a gap says so.")
     log_window_before_s: int = Field(default=900, ge=0, description="Window before alert start.")
     log_window_after_s: int = Field(default=300, ge=0, description="Window after alert start.")
     log_baseline_s: int = Field(default=3600, ge=0, description="Baseline window length.")

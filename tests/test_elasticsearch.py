@@ -241,6 +241,45 @@ def test_timeout_becomes_a_gap_quickly(fake: FakeElasticsearch) -> None:
     _assert_gap(part, "did not answer within 0.3s (timeout)")
 
 
+def test_a_slow_cluster_is_cut_at_the_deadline_keeping_what_was_read(
+        fake: FakeElasticsearch) -> None:
+    # Every page answers, slowly: without an overall deadline one collect would take
+    # pages x timeout. The draft gets what was read in time, and a gap that says so.
+    fake.seed("logs-a", _docs(950, start=AT - timedelta(minutes=10), every_s=0.5))
+    fake.slow(0.4, when="_search")
+    settings = Settings(es_hosts=[fake.url], es_timeout_s=5.0, es_deadline_s=1.5)
+    source = ElasticsearchLogSource(client=Elasticsearch(fake.url), settings=settings,
+                                    redactor=build_redactor(settings), page_size=200)
+    began = time.monotonic()
+    try:
+        part = source.collect(_alert())
+    finally:
+        source.close()
+    assert time.monotonic() - began < 3.0
+    assert 200 <= part.stats["lines"] < 950 and part.items
+    assert part.stats["capped"] is True
+    kept = [g for g in part.gaps if "kept the" in g.error]
+    assert len(kept) == 1 and "HOTWASH_ES_DEADLINE_S" in kept[0].error
+    assert any("HOTWASH_ES_DEADLINE_S" in g.error for g in part.gaps if g not in kept)
+    assert fake.store.pits == {}  # the point in time is still closed
+
+
+def test_a_page_failing_mid_read_keeps_the_pages_before_it(fake: FakeElasticsearch) -> None:
+    fake.seed("logs-a", _docs(950, start=AT - timedelta(minutes=10), every_s=0.5))
+    # Two pages over the point in time answer; the third fails (retries included).
+    fake.fail(503, when="/_search", after=3, times=10)  # the volume query is the 1st
+    settings = Settings(es_hosts=[fake.url])
+    source = ElasticsearchLogSource(client=Elasticsearch(fake.url, max_retries=1),
+                                    settings=settings, redactor=build_redactor(settings),
+                                    page_size=200)
+    try:
+        part = source.collect(_alert())
+    finally:
+        source.close()
+    assert part.stats["lines"] == 400 and part.items
+    assert any("503" in g.error and "kept the 400 lines" in g.error for g in part.gaps)
+
+
 def test_unreachable_server_becomes_a_gap() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -22,6 +22,8 @@ client sends ``compatible-with=9``, which an 8.x server refuses.
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -71,6 +73,21 @@ def _error_level_values() -> list[str]:
             if variant not in out:
                 out.append(variant)
     return out
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The time one collect may still spend in Elasticsearch (HOTWASH_ES_DEADLINE_S)."""
+
+    seconds: float
+    ends: float
+
+    @classmethod
+    def of(cls, seconds: float) -> Budget:
+        return cls(seconds=seconds, ends=time.monotonic() + seconds)
+
+    def left(self) -> float:
+        return self.ends - time.monotonic()
 
 
 class QueryFailed(Exception):
@@ -216,40 +233,56 @@ class ElasticsearchLogSource:
         }
 
     # --- requests ---------------------------------------------------------
-    def _fail(self, exc: Exception, *, index: str, request: str,
-              operation: str) -> QueryFailed:
+    def _fail(self, exc: Exception | None, *, index: str, request: str,
+              operation: str, budget: Budget | None = None) -> QueryFailed:
         metrics.record_backend_error(backend="elasticsearch", operation=operation)
-        error = describe_error(exc, index=index, timeout_s=self.settings.es_timeout_s,
-                               hosts=self._hosts)
+        if budget is not None and budget.left() <= 0:
+            error = (f"stopped: the {budget.seconds:g}s allowed for one evidence collect "
+                     f"(HOTWASH_ES_DEADLINE_S) ran out at {self._hosts}")
+        elif exc is None:
+            error = f"unexpected failure at {self._hosts}"
+        else:
+            error = describe_error(exc, index=index, timeout_s=self.settings.es_timeout_s,
+                                   hosts=self._hosts)
         # Host URLs may carry credentials and label values come from outside: the gap is
         # shown in drafts, so it is redacted like everything else that leaves.
         return QueryFailed(EvidenceGap(source=f"elasticsearch:{index}",
                                        error=self.redactor.redact_text(error),
                                        query=self.redactor.redact_text(request)))
 
+    def _client(self, budget: Budget) -> Elasticsearch:
+        """The client with a request timeout that never runs past the collect's budget."""
+        timeout = min(self.settings.es_timeout_s, max(budget.left(), 0.05))
+        return self.client.options(request_timeout=timeout)
+
     def _search(self, index: str | None, body: dict[str, Any], *,
-                label_index: str) -> dict[str, Any]:
+                label_index: str, budget: Budget) -> dict[str, Any]:
         path = f"/{index}/_search" if index else "/_search"
         request = f"POST {path}\n{json.dumps(body)}"
+        if budget.left() <= 0:
+            raise self._fail(None, index=label_index, request=request, operation="search",
+                             budget=budget)
         try:
-            return dict(self.client.search(index=index, body=body))
+            return dict(self._client(budget).search(index=index, body=body))
         except Exception as exc:  # every failure becomes a gap; see describe_error
             raise self._fail(exc, index=label_index, request=request,
-                             operation="search") from None
+                             operation="search", budget=budget) from None
 
     def _read(self, alert: Alert, start: datetime, end: datetime, *, cap: ReadCap,
-              total: int | None, errors_only: bool = False) -> list[tuple[str, LogLine]]:
+              total: int | None, budget: Budget, gaps: list[EvidenceGap],
+              errors_only: bool = False) -> list[tuple[str, LogLine]]:
         """(id, line) pairs of one window in time order, within ``cap``.
 
         One request when the window fits one page (or for the error sample); else
-        ``search_after`` over a point in time, closed afterwards.
+        ``search_after`` over a point in time, closed afterwards. A page that fails (the
+        budget ran out, the cluster gave up) keeps the pages already read and adds a gap.
         """
         index = self.settings.es_log_index
         body = self.lines_query(alert, start, end, errors_only=errors_only)
         body["size"] = min(self.page_size, cap.max_lines)
         out: list[tuple[str, LogLine]] = []
         if errors_only or (total is not None and total <= body["size"]):
-            hits = self._search(index, body, label_index=index)["hits"]["hits"]
+            hits = self._search(index, body, label_index=index, budget=budget)["hits"]["hits"]
             for hit in hits:
                 line = record_to_line(hit.get("_source") or {}, self.fields)
                 if line is not None and cap.admit(line):
@@ -257,11 +290,11 @@ class ElasticsearchLogSource:
             return out
         pit_request = f"POST /{index}/_pit?keep_alive={PIT_KEEP_ALIVE}"
         try:
-            pit_id = str(self.client.open_point_in_time(
+            pit_id = str(self._client(budget).open_point_in_time(
                 index=index, keep_alive=PIT_KEEP_ALIVE)["id"])
         except Exception as exc:
             raise self._fail(exc, index=index, request=pit_request,
-                             operation="open_point_in_time") from None
+                             operation="open_point_in_time", budget=budget) from None
         body["sort"] = [*body["sort"], {"_shard_doc": "asc"}]
         try:
             after: list[Any] | None = None
@@ -269,7 +302,14 @@ class ElasticsearchLogSource:
                 page = {**body, "pit": {"id": pit_id, "keep_alive": PIT_KEEP_ALIVE}}
                 if after is not None:
                     page["search_after"] = after
-                result = self._search(None, page, label_index=index)
+                try:
+                    result = self._search(None, page, label_index=index, budget=budget)
+                except QueryFailed as failed:
+                    if not out:
+                        raise
+                    gaps.append(failed.gap.model_copy(update={
+                        "error": f"{failed.gap.error}; kept the {len(out)} lines read before"}))
+                    break
                 pit_id = str(result.get("pit_id", pit_id))
                 hits = result["hits"]["hits"]
                 for hit in hits:
@@ -284,7 +324,8 @@ class ElasticsearchLogSource:
                 after = hits[-1]["sort"]
         finally:
             try:
-                self.client.close_point_in_time(id=pit_id)
+                self.client.options(request_timeout=min(self.settings.es_timeout_s, 2.0)) \
+                    .close_point_in_time(id=pit_id)
             except Exception:  # the PIT expires by itself after keep_alive
                 pass
         return out
@@ -297,30 +338,39 @@ class ElasticsearchLogSource:
                             after_s=s.log_window_after_s, baseline_s=s.log_baseline_s)
         caps = Caps.from_settings(s)
         gaps: list[EvidenceGap] = []
+        budget = Budget.of(s.es_deadline_s)
         try:
             result = self._search(s.es_log_index, self.volume_query(alert, window),
-                                  label_index=s.es_log_index)
+                                  label_index=s.es_log_index, budget=budget)
             volume, window_total = self._volume(result, window)
             if window_total <= s.log_max_lines:
                 cap = ReadCap(s.log_max_lines, caps.window_bytes + caps.error_bytes)
                 rows = self._read(alert, window.start, window.end, cap=cap,
-                                  total=window_total)
-                capped, kept = cap.hit, cap.bytes
+                                  total=window_total, budget=budget, gaps=gaps)
+                capped, kept = cap.hit or bool(gaps), cap.bytes
             else:
                 # Errors first: a capped read of a noisy window may stop before them.
                 sample_cap = ReadCap(caps.error_lines, caps.error_bytes)
                 rows = self._read(alert, window.start, window.end, cap=sample_cap,
-                                  total=None, errors_only=True)
+                                  total=None, budget=budget, gaps=gaps, errors_only=True)
                 cap = ReadCap(caps.window_lines, caps.window_bytes)
                 seen = {doc_id for doc_id, _ in rows}
-                rows += [r for r in self._read(alert, window.start, window.end, cap=cap,
-                                               total=window_total) if r[0] not in seen]
+                try:
+                    rows += [r for r in self._read(alert, window.start, window.end, cap=cap,
+                                                   total=window_total, budget=budget,
+                                                   gaps=gaps) if r[0] not in seen]
+                except QueryFailed as failed:  # the error sample is still evidence
+                    gaps.append(failed.gap)
                 capped, kept = True, cap.bytes + sample_cap.bytes
-            base_cap = ReadCap(caps.baseline_lines, caps.baseline_bytes)
-            base_rows = self._read(alert, window.baseline_start, window.start, cap=base_cap,
-                                   total=volume.baseline_total)
         except QueryFailed as failed:
             return EvidencePart(gaps=(failed.gap,), stats={"window": window.label()})
+        base_cap = ReadCap(caps.baseline_lines, caps.baseline_bytes)
+        try:
+            base_rows = self._read(alert, window.baseline_start, window.start, cap=base_cap,
+                                   total=volume.baseline_total, budget=budget, gaps=gaps)
+        except QueryFailed as failed:  # without a baseline nothing is "new", but lines stay
+            base_rows = []
+            gaps.append(failed.gap)
         lines = sorted((line for _, line in rows), key=lambda ln: ln.timestamp)
         baseline = [line for _, line in base_rows]
         spans: list[Span] = []
@@ -328,7 +378,7 @@ class ElasticsearchLogSource:
         if trace_ids:
             try:
                 found = self._search(s.es_trace_index, self.spans_query(trace_ids, window),
-                                     label_index=s.es_trace_index)
+                                     label_index=s.es_trace_index, budget=budget)
                 for hit in found["hits"]["hits"]:
                     span = record_to_span(hit.get("_source") or {})
                     if span is not None:

@@ -53,6 +53,7 @@ class Fault:
     status: int
     when: str | None = None
     times: int | None = None
+    after: int = 0  # let this many matching requests through first
 
 
 @dataclass
@@ -388,9 +389,11 @@ class FakeElasticsearch:
         return f"http://{host}:{port}"
 
     # --- scripting -------------------------------------------------------
-    def fail(self, status: int, *, when: str | None = None, times: int | None = None) -> None:
-        """Answer ``status`` (with its real error body) for paths containing ``when``."""
-        self.faults.append(Fault(status, when, times))
+    def fail(self, status: int, *, when: str | None = None, times: int | None = None,
+             after: int = 0) -> None:
+        """Answer ``status`` (with its real error body) for paths containing ``when``, after
+        letting ``after`` of them through."""
+        self.faults.append(Fault(status, when, times, after))
 
     def slow(self, seconds: float, *, when: str | None = None) -> None:
         """Hold answers for ``seconds`` (for paths containing ``when``)."""
@@ -423,6 +426,9 @@ class FakeElasticsearch:
     def fault_for(self, path: str) -> Fault | None:
         for f in self.faults:
             if f.when is None or f.when in path:
+                if f.after > 0:
+                    f.after -= 1
+                    continue
                 if f.times is not None:
                     if f.times <= 0:
                         continue
