@@ -4,19 +4,21 @@ Evidence is computed for *every* runbook (the corpus is small enough to score ex
 which is what makes a calibrated score possible), one row of FEATURES per runbook:
 
 - **name**: the alert's name words against the runbook's names (file stem, title, alerts
-  in front matter, top heading), IDF-weighted, after light stemming and a small table of
-  ops synonyms (host = node, disk = filesystem, cert = certificate ...), because many
+  in front matter, top heading), IDF-weighted, after light stemming and the ops vocabulary
+  (bot/vocabulary.yaml: host = node, ds = daemonset, x509 = certificate ...), because many
   alerts carry another organisation's naming for the same condition; also how much of the
   runbook's name the whole query text covers, and the query's cosine to the names alone;
 - **dense**: cosine similarity of the query to the runbook's chunks (best chunk, the two
-  best, and the overview chunk that says what the runbook is about);
+  best, and the overview chunk that says what the runbook is about), and the best of any
+  one clause of a message on its own (and against the names);
 - **lexical**: BM25 over chunks (and over the overview alone) with the same tokenizer,
   normalised per query; each query word counted once;
 - **entities**: agreement or clash on the one word of a closed set that tells sibling
-  runbooks apart (Deployment / DaemonSet / StatefulSet, cpu / memory, leader / member...);
+  runbooks apart (Deployment / DaemonSet / StatefulSet, cpu / memory, leader / member...),
+  and on its own when a label is named after the object kind (statefulset=db);
 - **fused**: reciprocal ranks of the name, dense and lexical rankers.
 
-A linear mix of them, fit as a softmax over runbooks on our own query set and checked by
+A linear mix of them, fit as a softmax over runbooks on our own query sets and checked by
 cross-validation (benchmarks/retrieval_fit.py), ranks the runbooks. Whether to answer at
 all is a second small model on the ranking's shape (how high and how clear the winner is,
 its cosine and words): below a threshold the index abstains (returns []), because "no
@@ -99,8 +101,8 @@ TEXT_WEIGHTS = (1.48, 1.85, 0.56, 1.72, 1.07, 1.42, 1.28, 2.96, 1.97, 0.0, 0.82,
 ABSTAIN_FEATURES = ("top", "margin", "cosine", "lexical", "unknown", "conflict", "named")
 ABSTAIN_WEIGHTS = (0.25, 0.2, 5.86, 3.82, -2.28, 0.77, -0.88)
 ABSTAIN_BIAS = -8.18
-# At 1% of our answerable queries abstained (5-fold cross-validated: 3/242 answerable and
-# 29/43 out of scope abstained).
+# At 2% of our answerable queries abstained (5-fold cross-validated over our three sets:
+# 12/510 answerable and 71/83 out of scope abstained).
 ABSTAIN_BELOW = 0.251
 # The runbook's author named this very alert, or the alert links its runbook: rank it first.
 LINKED_BONUS = 3.0
@@ -125,7 +127,8 @@ ENTITY_GROUPS: tuple[frozenset[str], ...] = tuple(frozenset(g.split()) for g in 
     "receive transmit",
 ))
 # The evidence columns the ranker mixes; weights below are fit by benchmarks/retrieval_fit.py
-# (listwise logistic regression, cross-validated on benchmarks/retrieval_queries.yaml).
+# (listwise logistic regression, cross-validated on the three benchmarks/retrieval_queries*
+# sets written by three people; the blind set is never fitted on).
 FEATURES = ("name", "name_text", "name_dense", "dense", "cosine", "overview", "top2",
             "lexical", "overview_lexical", "linked", "agree", "conflict", "fused", "unknown",
             "clause", "clause_name", "label_kind")
