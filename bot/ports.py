@@ -25,6 +25,10 @@ class LogSource(Protocol):
         failures come back as ``EvidencePart.gaps`` with the exact query sent."""
         ...
 
+    def close(self) -> None:
+        """Release connections (the Elasticsearch client); nothing for files."""
+        ...
+
 
 class RunbookIndex(Protocol):
     """Runbooks ranked for an alert or free text; an empty list means "no runbook applies"."""

@@ -47,6 +47,20 @@ class Services:
         if self.evidence_cache is None:
             self.evidence_cache = EvidenceCache()
 
+    def close(self) -> None:
+        """Release what the process opened: log source and model clients, then the store.
+        One failing close does not keep the others open."""
+        closers = [self.logs.close, *(getattr(m, "close", None) for m in self.models),
+                   self.store.close]
+        for close in closers:
+            if close is None:
+                continue
+            try:
+                close()
+            except Exception:  # shutting down: log it, close the rest
+                log.warning("closing %s failed", getattr(close, "__qualname__", close),
+                            exc_info=True)
+
 
 class UnavailableRunbookIndex:
     """Stands in when the runbook index could not be built at start (missing model files,

@@ -37,12 +37,16 @@ class InMemoryLogSource:
         self.part = part or EvidencePart()
         self.error = error
         self.calls: list[Alert] = []
+        self.closed = False
 
     def collect(self, alert: Alert) -> EvidencePart:
         self.calls.append(alert)
         if self.error is not None:
             raise self.error
         return self.part
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class InMemoryRunbookIndex:

@@ -60,6 +60,9 @@ class CheckoutLogs:
             text="HikariPool-1 - Connection is not available, request timed out after 30000ms",
             source="memory:checkout", count=412, level="ERROR", is_new=True),))
 
+    def close(self) -> None:
+        pass
+
 
 class DemoRunbooks:
     """In-memory RunbookIndex with one runbook; abstains on unrelated queries."""

@@ -122,7 +122,7 @@ def test_case(case: str, tmp_path: Path, endpoint: dict[str, Any],
         assert draft.id is not None
         assert services.store.get_draft(draft_id=draft.id).status == DraftStatus.PENDING
     finally:
-        services.store.close()
+        services.close()
         for model in services.models:
             close = getattr(model, "close", None)
             if close is not None:

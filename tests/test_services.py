@@ -38,4 +38,33 @@ def test_unbuildable_runbook_index_still_yields_a_stored_draft(tmp_path: Path,
         # The logs still made it in.
         assert "HikariPool-1" in draft.markdown
     finally:
-        services.store.close()
+        services.close()
+
+
+def test_closing_the_services_closes_every_adapter_even_after_one_fails(
+        tmp_path: Path) -> None:
+    # Shutdown releases the log source and model clients as well as the store, and one
+    # failing close does not leave the others open.
+    from bot.services import Services
+    from tests.inmemory import InMemoryLogSource
+
+    class Model:
+        name = "m"
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+            raise RuntimeError("connection already gone")
+
+    class Store:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    logs, model, store = InMemoryLogSource(), Model(), Store()
+    services = Services(settings=load_settings(data_dir=tmp_path), store=store,  # type: ignore[arg-type]
+                        runbooks=UnavailableRunbookIndex(error="x"), logs=logs,
+                        models=[model])  # type: ignore[list-item]
+    services.close()
+    assert logs.closed and model.closed and store.closed

@@ -94,7 +94,7 @@ def serve(
 
             stop_scheduler(scheduler)
         executor.shutdown(wait=True, cancel_futures=False)
-        services.store.close()
+        services.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -73,11 +73,7 @@ def triage_command(
         drafts = [triage_alert(alert=a, services=services, console=None if as_json else out)
                   for a in alerts]
     finally:
-        services.store.close()
-        for model in services.models:
-            close = getattr(model, "close", None)
-            if close is not None:
-                close()
+        services.close()
     if as_json:
         out.print_json(json.dumps([d.model_dump(mode="json") for d in drafts]))
 
