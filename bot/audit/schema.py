@@ -12,7 +12,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+from bot import data_dir
+
+MIGRATIONS_DIR = data_dir("migrations")
 
 
 class SchemaOutOfDate(RuntimeError):
