@@ -129,7 +129,7 @@ def timed_triages(services: object, alerts: list[object]) -> tuple[list[float], 
 
 def triage_benchmark_setup(count: int) -> tuple[list[float], float]:
     """Triages in the setup of benchmarks/triage.py (its helpers, imported)."""
-    from benchmarks.triage import alert, write_logs, write_runbooks
+    from benchmarks.triage import alert, bench_settings
     from bot.audit.store import build_store
     from bot.llm import OpenAIChatModel
     from bot.logsource import build_log_source
@@ -138,12 +138,7 @@ def triage_benchmark_setup(count: int) -> tuple[list[float], float]:
     from tests.fakes.openai_server import FakeOpenAI
 
     with tempfile.TemporaryDirectory() as tmp, FakeOpenAI(model="bench-model") as fake:
-        base = Path(tmp)
-        write_runbooks(base / "runbooks", 200)
-        write_logs(base / "app.log", 5000)
-        settings = Settings(data_dir=base / "data", runbooks_dir=base / "runbooks",
-                            log_files=[base / "app.log"], llm_base_url=fake.base_url,
-                            llm_model="bench-model")
+        settings = bench_settings(Path(tmp), fake.base_url)
         model = OpenAIChatModel(base_url=fake.base_url, model="bench-model")
         services = Services(settings=settings, store=build_store(settings),
                             runbooks=build_runbook_index(settings),

@@ -112,17 +112,22 @@ def alert(n: int) -> Alert:
                  channel="C-BENCH")
 
 
+def bench_settings(base: Path, model_url: str) -> Settings:
+    """200 runbooks and 5,000 log lines under ``base``, and settings that point at them and
+    at the fake model (shared with benchmarks/instrumentation.py)."""
+    write_runbooks(base / "runbooks", 200)
+    write_logs(base / "app.log", 5000)
+    return Settings(data_dir=base / "data", runbooks_dir=base / "runbooks",
+                    log_files=[base / "app.log"], llm_base_url=model_url,
+                    llm_model="bench-model")
+
+
 def overhead_and_cache(runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, FakeOpenAI(model="bench-model") as fake:
-        base = Path(tmp)
-        write_runbooks(base / "runbooks", 200)
-        write_logs(base / "app.log", 5000)
-        settings = Settings(data_dir=base / "data", runbooks_dir=base / "runbooks",
-                            log_files=[base / "app.log"], llm_base_url=fake.base_url,
-                            llm_model="bench-model")
+        settings = bench_settings(Path(tmp), fake.base_url)
         t0 = time.perf_counter()
         index = build_runbook_index(settings)
-        chunks = sum(len(rb.chunks) for rb in load_runbooks(base / "runbooks")[0])
+        chunks = sum(len(rb.chunks) for rb in load_runbooks(settings.runbooks_dir)[0])
         print(f"runbook index: {index.size} runbooks, {chunks} chunks, built in "
               f"{time.perf_counter() - t0:.1f} s")
         model = OpenAIChatModel(base_url=fake.base_url, model="bench-model")

@@ -33,6 +33,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -201,7 +202,7 @@ class Query:
     label_keys: str = ""  # names of the labels that say what the alert is about
     segments: str = ""  # run-together words split into the index's words (outofpods)
 
-    @property
+    @cached_property
     def idioms(self) -> str:
         """Words the query's ops idioms stand for ("open files" -> file descriptors), and
         its run-together words split apart."""

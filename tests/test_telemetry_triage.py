@@ -36,6 +36,7 @@ from bot.slack.poster import ChannelPacer, SlackPoster, build_web_client
 from bot.web import build_web_app
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlackAPI
+from tests.test_telemetry import configured
 
 pytestmark = pytest.mark.slow  # builds the embedded runbook index with the ONNX model
 
@@ -296,13 +297,5 @@ def test_digest_narrative_model_calls_are_counted_and_logged() -> None:
 
 @contextmanager
 def configured_json() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    level = root.level
-    buffer = io.StringIO()
-    handler = telemetry.configure_logging(Settings(), stream=buffer)
-    try:
+    with configured(Settings()) as buffer:
         yield buffer
-    finally:
-        root.removeHandler(handler)
-        handler.close()
-        root.setLevel(level)
