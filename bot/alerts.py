@@ -244,7 +244,8 @@ def from_text(text: str, *, source: AlertSource = AlertSource.TEXT) -> Alert:
         pd = _PAGERDUTY.match(clean)
         if pd and source is not AlertSource.TEXT:
             name = _title(pd.group(2))
-    summary = _annotation(clean, "summary") or _annotation(clean, "description") or ""
+    summary = (_annotation(clean, "summary") or _notifier_alert_line(clean)
+               or _annotation(clean, "description") or "")
     first_line = clean.splitlines()[0] if clean else ""
     if not name:
         name = _title(first_line)
@@ -262,6 +263,12 @@ def from_text(text: str, *, source: AlertSource = AlertSource.TEXT) -> Alert:
         text=clean,
         fingerprint=fingerprint(name=name, labels=labels, text=None if labels else clean),
     )
+
+
+def _notifier_alert_line(text: str) -> str | None:
+    """The summary in Alertmanager's default Slack template: ``*Alert:* <summary> - `sev```."""
+    line = _annotation(text, "alert")
+    return re.sub(r"\s+-\s+`?\w+`?$", "", line) if line else None
 
 
 def _annotation(text: str, key: str) -> str | None:

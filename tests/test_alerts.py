@@ -81,6 +81,9 @@ def test_slack_alertmanager_notifier_attachment() -> None:
     assert alert.name == "KubePodCrashLooping"
     assert alert.labels["namespace"] == "shop"
     assert alert.severity == "critical"
+    # The default template's "*Alert:*" line is the summary, without its severity suffix.
+    assert alert.summary == "Pod is crash looping"
+    assert alert.description == "Pod shop/checkout-7d9 is restarting"
     assert alert.channel == "C1" and alert.thread_ts == "1795874800.1"
 
 

@@ -256,6 +256,23 @@ def test_regenerate_replaces_the_draft_in_place(hw: Harness) -> None:
     eventually(lambda: hw.store.get_draft(draft_id=new_id).message_ts == ts)
 
 
+def test_regenerate_uses_the_incidents_newest_alert(hw: Harness) -> None:
+    draft_id, ts = _alert_draft(hw)
+    # The same alert fires again with a worse figure: it joins the incident, no new draft.
+    worse = NOTIFIER_TEXT.replace("18% of requests", "41% of requests")
+    event = hw.message(worse, subtype="bot_message", bot_id="B0ALERTMANAGER",
+                       username="Alertmanager")
+    assert hw.event(event, event_id="EvALERT2").status_code == 200
+    eventually(lambda: len(hw.store.alerts_for(
+        incident_id=hw.store.get_draft(draft_id=draft_id).incident_id or 0)) == 2)
+    assert "41%" not in hw.store.get_draft(draft_id=draft_id).markdown
+    hw.click(blocks.REGENERATE, draft_id=draft_id, message_ts=ts)
+    update = hw.fake.wait_for("chat.update", count=2)[1]
+    new_id = int([b for b in update.args["blocks"] if b["type"] == "actions"][0]
+                 ["elements"][0]["value"])
+    assert "41% of requests" in hw.store.get_draft(draft_id=new_id).markdown
+
+
 def test_member_of_the_approver_group_may_approve(tmp_path: Path) -> None:
     with running(tmp_path, approvers=[],
                  extra_settings={"approver_group": "S0ONCALL"}) as hw:

@@ -370,7 +370,8 @@ def register_draft_actions(app: App, room: SlackRoom) -> None:
 
     app.view(blocks.REJECT_MODAL)(ack=ack_reject, lazy=[reject_submitted])
 
-    # Regenerate: a new draft from the incident's first alert replaces this one in place.
+    # Regenerate: a new draft from the incident's newest firing alert (its latest values and
+    # evidence window) replaces this one in place.
     def regenerate(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         click = Click.from_body(body)
         if not room.approvers.allows(click.user):
@@ -396,7 +397,8 @@ def register_draft_actions(app: App, room: SlackRoom) -> None:
             return
         store.record_event(type="draft.regenerate", subject=f"draft:{old.id}",
                            payload={"draft_id": old.id, "actor": click.user, "via": "slack"})
-        draft = room.intake.triage(alert=alerts[0], services=room.services, incident=incident)
+        latest = next((a for a in reversed(alerts) if a.status == "firing"), alerts[-1])
+        draft = room.intake.triage(alert=latest, services=room.services, incident=incident)
         new_id = draft.id if draft.id is not None else click.draft_id
         if new_id == click.draft_id:
             # The pipeline's cache answered: same alert, evidence, prompt and model.
