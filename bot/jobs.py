@@ -56,19 +56,14 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import (
-    Column,
-    DateTime,
     Engine,
-    MetaData,
-    String,
-    Table,
-    Text,
     desc,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
+from bot.audit.models import job_runs, scheduler_jobs
 from bot.audit.schema import make_engine
 from bot.settings import Settings
 
@@ -78,8 +73,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JOBSTORE_TABLE = "apscheduler_jobs"
-RUNS_TABLE = "hotwash_job_runs"
+JOBSTORE_TABLE = scheduler_jobs.name  # both tables are created by the migrations
+RUNS_TABLE = job_runs.name
 MISFIRE_GRACE_TIME: int | None = None  # no limit: with coalesce, "run once, however late"
 
 
@@ -306,19 +301,6 @@ def expand(*, table: Mapping[str, JobSpec], settings: Settings) -> list[Schedule
 
 # --- claims: one replica per slot ------------------------------------------------------
 
-_metadata = MetaData()
-runs_table = Table(
-    RUNS_TABLE,
-    _metadata,
-    Column("job_id", String(191), primary_key=True),
-    Column("slot", DateTime(timezone=True), primary_key=True),
-    Column("owner", String(191), nullable=False),
-    Column("claimed_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True)),
-    Column("status", String(16), nullable=False),
-    Column("outcome", Text),
-)
-
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -345,10 +327,6 @@ class RunClaims:
     def __init__(self, *, engine: Engine) -> None:
         self.engine = engine
         self.lost = 0  # claims this process lost to another replica (observability/tests)
-        try:
-            _metadata.create_all(engine, checkfirst=True)
-        except IntegrityError:  # another replica created it at the same moment
-            _metadata.create_all(engine, checkfirst=True)
 
     def claim(self, *, job_id: str, slot: datetime, owner: str) -> bool:
         """True when this owner won ``slot``; False when another replica already has it."""
@@ -361,7 +339,7 @@ class RunClaims:
         }
         try:
             with self.engine.begin() as conn:
-                conn.execute(runs_table.insert().values(**row))
+                conn.execute(job_runs.insert().values(**row))
         except IntegrityError:
             self.lost += 1
             return False
@@ -370,8 +348,8 @@ class RunClaims:
     def finish(self, *, job_id: str, slot: datetime, status: str, outcome: str) -> None:
         """Record how a claimed run ended."""
         stmt = (
-            update(runs_table)
-            .where(runs_table.c.job_id == job_id, runs_table.c.slot == slot.astimezone(UTC))
+            update(job_runs)
+            .where(job_runs.c.job_id == job_id, job_runs.c.slot == slot.astimezone(UTC))
             .values(status=status, outcome=outcome[:2000], finished_at=datetime.now(UTC))
         )
         with self.engine.begin() as conn:
@@ -379,9 +357,9 @@ class RunClaims:
 
     def recent(self, *, job_id: str | None = None, limit: int = 20) -> list[RunRecord]:
         """Latest runs first."""
-        stmt = select(runs_table).order_by(desc(runs_table.c.slot)).limit(limit)
+        stmt = select(job_runs).order_by(desc(job_runs.c.slot)).limit(limit)
         if job_id is not None:
-            stmt = stmt.where(runs_table.c.job_id == job_id)
+            stmt = stmt.where(job_runs.c.job_id == job_id)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
         return [

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from bot.audit import schema
 from bot.audit.chain import event_hash
 from bot.audit.models import GENESIS_HASH
 from bot.audit.schema import make_engine
@@ -32,7 +33,7 @@ def cli_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("HOTWASH_APPROVERS", '["U_ALICE", "U_BOB"]')
     code, output = hotwash("db", "upgrade")
     assert code == 0, output
-    assert "empty -> 0001" in output
+    assert f"empty -> {schema.head_revision()}" in output
     return db_url
 
 
@@ -59,7 +60,7 @@ def test_db_current_says_when_an_upgrade_is_needed(db_url: str,
     code, output = hotwash("db", "current")
     assert code == 0 and "up to date" in output
     code, output = hotwash("db", "downgrade", "base", "--yes")
-    assert code == 0 and "0001 -> empty" in output
+    assert code == 0 and f"{schema.head_revision()} -> empty" in output
     assert hotwash("db", "current")[0] == 1
 
 

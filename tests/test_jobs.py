@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import time_machine
 
-from bot.audit.schema import make_engine
+from bot.audit.schema import make_engine, upgrade
 from bot.audit.store import AuditStore
 from bot.domain import Draft, DraftKind
 from bot.jobs import (
@@ -58,6 +58,17 @@ def table(recorder: Recorder, cron: str) -> dict[str, JobSpec]:
 # --- schedules ---------------------------------------------------------------------------
 
 
+def _migrated(url: str) -> str:
+    """The database at the head revision, as `hotwash db upgrade` leaves it: the migrations
+    create the scheduler's tables, not the scheduler."""
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
 def test_crontab_weekday_numbers_follow_crontab_not_apscheduler() -> None:
     # crontab: 1 = Monday. APScheduler 3's own numbering would make this a Tuesday.
     monday_nine = cron_trigger("0 9 * * 1")
@@ -94,7 +105,7 @@ def test_table_expands_per_channel_and_per_schedule() -> None:
 
 
 def test_next_fire_times_in_frozen_time(tmp_path: Path) -> None:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'jobs.db'}",
+    settings = Settings(database_url=_migrated(f"sqlite:///{tmp_path / 'jobs.db'}"),
                         alert_channels=["C1"], digest_cron="0 * * * *; 0 9 * * *")
     from bot.jobs import JOBS
 
@@ -138,7 +149,7 @@ def _run_scheduler_at(moment: datetime, *, url: str, context: JobContext,
 
 
 def test_downtime_coalesces_missed_runs_into_one(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    url = _migrated(f"sqlite:///{tmp_path / 'jobs.db'}")
     recorder = Recorder()
     context = JobContext(settings=Settings(database_url=url), table=table(recorder, "0 * * * *"))
 
@@ -164,7 +175,7 @@ def test_downtime_coalesces_missed_runs_into_one(tmp_path: Path) -> None:
 
 
 def test_changed_schedule_replaces_the_stored_job(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    url = _migrated(f"sqlite:///{tmp_path / 'jobs.db'}")
     recorder = Recorder()
     hourly = JobContext(settings=Settings(database_url=url), table=table(recorder, "0 * * * *"))
     _run_scheduler_at(SAT, url=url, context=hourly, expect_run=False, recorder=recorder)
@@ -176,7 +187,7 @@ def test_changed_schedule_replaces_the_stored_job(tmp_path: Path) -> None:
 
 
 def test_failing_job_is_recorded_as_error(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    url = _migrated(f"sqlite:///{tmp_path / 'jobs.db'}")
     done = threading.Event()
 
     def boom(run: JobRun) -> str:
@@ -228,7 +239,7 @@ def _two_replicas(url: str) -> tuple[Counter[datetime], int]:
 
 @pytest.mark.slow
 def test_two_schedulers_on_sqlite_run_each_slot_once(tmp_path: Path) -> None:
-    per_slot, _ = _two_replicas(f"sqlite:///{tmp_path / 'jobs.db'}")
+    per_slot, _ = _two_replicas(_migrated(f"sqlite:///{tmp_path / 'jobs.db'}"))
     assert len(per_slot) >= 3
     assert set(per_slot.values()) == {1}, per_slot
 
@@ -236,7 +247,7 @@ def test_two_schedulers_on_sqlite_run_each_slot_once(tmp_path: Path) -> None:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_two_schedulers_on_one_postgres_database_run_each_slot_once(pg_url: str) -> None:
-    per_slot, lost = _two_replicas(pg_url)
+    per_slot, lost = _two_replicas(_migrated(pg_url))
     assert len(per_slot) >= 3
     assert set(per_slot.values()) == {1}, per_slot
     print(f"slots run: {len(per_slot)}, claims lost to the other replica: {lost}")
@@ -245,7 +256,7 @@ def test_two_schedulers_on_one_postgres_database_run_each_slot_once(pg_url: str)
 def test_claim_is_exclusive_per_slot(tmp_path: Path) -> None:
     from bot.jobs import RunClaims
 
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    url = _migrated(f"sqlite:///{tmp_path / 'jobs.db'}")
     a, b = RunClaims(engine=make_engine(url)), RunClaims(engine=make_engine(url))
     slot = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     try:

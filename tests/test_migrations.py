@@ -15,7 +15,7 @@ from bot.audit.store import build_store
 from bot.settings import load_settings
 
 AUDIT_TABLES = {"received", "alerts", "incidents", "drafts", "decisions", "evidence_blobs",
-                "events", "chain_head"}
+                "events", "chain_head", "hotwash_job_runs", "apscheduler_jobs"}
 
 
 def test_upgrade_downgrade_upgrade(db_url: str) -> None:
@@ -103,3 +103,32 @@ def test_every_command_refuses_an_out_of_date_schema_in_one_line(tmp_path: Path,
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert "run `hotwash db upgrade`" in done.stderr
+
+
+def test_scheduler_tables_made_by_an_older_bot_are_adopted(db_url: str) -> None:
+    # Before revision 0002 the scheduler created its own two tables on first start.
+    from datetime import UTC, datetime
+
+    from sqlalchemy import MetaData, func, select
+
+    from bot.audit.models import job_runs, scheduler_jobs
+
+    engine = schema.make_engine(db_url)
+    try:
+        schema.upgrade(engine, revision="0001")
+        legacy = MetaData()
+        runs, jobs = job_runs.to_metadata(legacy), scheduler_jobs.to_metadata(legacy)
+        legacy.create_all(engine)
+        slot = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+        with engine.begin() as conn:
+            conn.execute(runs.insert().values(job_id="digest:C1", slot=slot, owner="old",
+                                              claimed_at=slot, status="ok"))
+            conn.execute(jobs.insert().values(id="digest:C1", next_run_time=1.0,
+                                              job_state=b"state"))
+        schema.upgrade(engine)
+        assert schema.current_revision(engine) == schema.head_revision()
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(job_runs)) == 1
+            assert conn.scalar(select(scheduler_jobs.c.job_state)) == b"state"
+    finally:
+        engine.dispose()

@@ -1,7 +1,8 @@
 """SQLAlchemy 2.0 typed ORM for the audit store.
 
 Tables: received payloads (verbatim), alerts, incidents, drafts, decisions, evidence blobs,
-and the append-only, hash-chained ``events`` table with its one-row ``chain_head``.
+and the append-only, hash-chained ``events`` table with its one-row ``chain_head``; plus the
+scheduler's two tables (``bot.jobs``), so migrations own every table the bot writes.
 Alembic's ``migrations/env.py`` imports :data:`Base.metadata`; change a model, add a
 migration.
 """
@@ -13,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Column,
     DateTime,
     Dialect,
     Float,
@@ -22,8 +24,10 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
+    Unicode,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -221,3 +225,27 @@ class ChainHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# --- the scheduler's tables (bot.jobs) --------------------------------------------------
+
+job_runs = Table(
+    "hotwash_job_runs", Base.metadata,
+    Column("job_id", String(191), primary_key=True),
+    Column("slot", DateTime(timezone=True), primary_key=True),
+    Column("owner", String(191), nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("status", String(16), nullable=False),
+    Column("outcome", Text),
+)
+"""Claims: one row per (job, scheduled slot), won by exactly one replica."""
+
+scheduler_jobs = Table(
+    "apscheduler_jobs", Base.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)
+"""APScheduler 3's ``SQLAlchemyJobStore`` table, declared as that class declares it; the job
+store only creates it when it is missing, so a migrated database is used as it is."""

@@ -41,9 +41,6 @@ def parse_window(text: str) -> timedelta:
 @jobs_app.command("list")
 def list_jobs(ctx: typer.Context) -> None:
     """The job table: id, cron, next run (UTC), last run and its outcome."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from bot.audit.schema import make_engine
     from bot.jobs import JOBS, RunClaims, cron_trigger, expand
 
     settings = settings_from(ctx)
@@ -51,22 +48,16 @@ def list_jobs(ctx: typer.Context) -> None:
     table = Table(title="Scheduled jobs (UTC)")
     for name in ("job", "cron", "next run", "last run", "status", "outcome"):
         table.add_column(name, overflow="fold")
-    engine = make_engine(settings.effective_database_url)
-    try:
-        try:
-            claims: RunClaims | None = RunClaims(engine=engine)
-        except SQLAlchemyError as exc:
-            err.print(f"warning: cannot read past runs: {exc}", markup=False)
-            claims = None
+    # The store's schema guard first: the runs table is one of the migrated tables.
+    with store_from(ctx) as store:
+        claims = RunClaims(engine=store.engine)
         for row in expand(table=JOBS, settings=settings):
             nxt = cron_trigger(row.cron).get_next_fire_time(None, now)
-            last = claims.recent(job_id=row.job_id, limit=1) if claims else []
+            last = claims.recent(job_id=row.job_id, limit=1)
             table.add_row(row.job_id, row.cron, f"{nxt:%Y-%m-%d %H:%M}" if nxt else "-",
                           f"{last[0].slot:%Y-%m-%d %H:%M}" if last else "never",
                           last[0].status if last else "", (last[0].outcome or "") if last
                           else "")
-    finally:
-        engine.dispose()
     out.print(table)
     if not settings.alert_channels:
         err.print("note: HOTWASH_ALERT_CHANNELS is empty, so no digest jobs are scheduled.")
@@ -80,7 +71,6 @@ def run_job(
     window: Annotated[str, typer.Option(help="Digest window, e.g. 1h.")] = "1h",
 ) -> None:
     """Run one job from the table now."""
-    from bot.audit.schema import make_engine
     from bot.jobs import JOBS, JobContext, RunClaims, execute
 
     settings = settings_from(ctx)
@@ -96,20 +86,16 @@ def run_job(
     with store_from(ctx) as store:
         context = JobContext(settings=settings, services=_services(settings, store),
                              slack=_poster(settings))
-        engine = make_engine(settings.effective_database_url)
+        claims = RunClaims(engine=store.engine)
+        claims.claim(job_id=job_id, slot=slot, owner="cli")
         try:
-            claims = RunClaims(engine=engine)
-            claims.claim(job_id=job_id, slot=slot, owner="cli")
-            try:
-                outcome = execute(name=name, job_id=job_id, slot=slot, params=params,
-                                  context=context, window=parse_window(window))
-            except Exception as exc:
-                claims.finish(job_id=job_id, slot=slot, status="error", outcome=repr(exc))
-                err.print(f"error: {name} failed: {exc}", markup=False)
-                raise typer.Exit(1) from None
-            claims.finish(job_id=job_id, slot=slot, status="ok", outcome=outcome)
-        finally:
-            engine.dispose()
+            outcome = execute(name=name, job_id=job_id, slot=slot, params=params,
+                              context=context, window=parse_window(window))
+        except Exception as exc:
+            claims.finish(job_id=job_id, slot=slot, status="error", outcome=repr(exc))
+            err.print(f"error: {name} failed: {exc}", markup=False)
+            raise typer.Exit(1) from None
+        claims.finish(job_id=job_id, slot=slot, status="ok", outcome=outcome)
     out.print(outcome, markup=False, highlight=False)
 
 
