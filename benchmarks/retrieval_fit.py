@@ -1,6 +1,7 @@
 """Fit the retrieval ranker and abstainer on our own query sets, cross-validated.
 
-    .venv/bin/python benchmarks/retrieval_fit.py [--corpus DIR] [--queries FILE ...] [--folds 5]
+    .venv/bin/python benchmarks/retrieval_fit.py [--corpus DIR] [--queries FILE ...]
+        [--folds 5 | --by-set] [--write]
 
 The ranker is a linear mix of the evidence columns of ``bot.retrieval.FEATURES`` trained as
 a softmax over runbooks (the likelihood of *any* acceptable runbook), one weight vector for
@@ -84,24 +85,26 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--queries", type=Path, action="append",
-                        help="a query set to fit on (repeatable; default: our three sets)")
+                        help="a query set to fit on (repeatable; default: our four sets)")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--by-set", action="store_true",
+                        help="leave one query set out per fold (fit on the other authors)")
     parser.add_argument("--l2", type=float, default=L2, help="ranker weight penalty")
     parser.add_argument("--write", action="store_true",
                         help="write the weights fit on every query into bot/retrieval.py")
     parser.add_argument("--max-abstain", type=float, default=0.02,
                         help="answerable share the threshold may abstain on (in CV)")
     args = parser.parse_args()
-    args.queries = args.queries or [ROOT / "benchmarks/retrieval_queries.yaml",
-                                    ROOT / "benchmarks/retrieval_queries_second.yaml",
-                                    ROOT / "benchmarks/retrieval_queries_third.yaml"]
+    args.queries = args.queries or [ROOT / f"benchmarks/retrieval_queries{suffix}.yaml"
+                                    for suffix in ("", "_second", "_third", "_fourth")]
     if any("blind" in q.name for q in args.queries):
         print("refusing to fit on a blind set")
         return 2
     if not args.corpus.is_dir():
         print(f"skipped: {args.corpus} not found")
         return 0
-    cases = [c for q in args.queries for c in load_cases(yaml.safe_load(q.read_text()))]
+    cases = [{**c, "set": q.stem} for q in args.queries
+             for c in load_cases(yaml.safe_load(q.read_text()))]
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp))
@@ -128,9 +131,14 @@ def main() -> int:
             out.append((i, rank, shape, kind))
         return out
 
-    rng = np.random.default_rng(7)
-    perm = rng.permutation(len(data))
-    folds = [perm[f::args.folds] for f in range(args.folds)]
+    if args.by_set:
+        names = [q.stem for q in args.queries]
+        folds = [np.array([i for i, c in enumerate(cases) if c["set"] == n]) for n in names]
+        args.folds = len(folds)
+    else:
+        rng = np.random.default_rng(7)
+        perm = rng.permutation(len(data))
+        folds = [perm[f::args.folds] for f in range(args.folds)]
     current = {True: np.asarray(r.NAME_WEIGHTS), False: np.asarray(r.TEXT_WEIGHTS)}
 
     def fit_all(items: list[int]) -> dict[bool, np.ndarray]:
@@ -156,6 +164,10 @@ def main() -> int:
             for i, rank, shape, kind in evaluate(weights, [int(i) for i in folds[f]]):
                 p = 1 / (1 + np.exp(-(shape @ aw + ab)))
                 results.append((i, rank, kind, p >= threshold))
+        if args.by_set:
+            for f, q in enumerate(args.queries):
+                report(f"  {q.stem.removeprefix('retrieval_queries_')}", [
+                    row for row in results if row[0] in set(folds[f].tolist())], data)
         report(label, results, data)
 
     weights = fit_all(list(range(len(data))))

@@ -14,8 +14,10 @@ which is what makes a calibrated score possible), one row of FEATURES per runboo
 - **lexical**: BM25 over chunks (and over the overview alone) with the same tokenizer,
   normalised per query; each query word counted once;
 - **entities**: agreement or clash on the one word of a closed set that tells sibling
-  runbooks apart (Deployment / DaemonSet / StatefulSet, cpu / memory, leader / member...),
-  and on its own when a label is named after the object kind (statefulset=db);
+  runbooks apart (Deployment / DaemonSet / StatefulSet, cpu / memory, leader / member, how
+  much of a limit is used: almost / fully / exceeded / filling, and how many instances:
+  the whole cluster / some), and on its own when a label is named after the object kind
+  (statefulset=db); a percentage of a capacity reads as its degree (92% of quota: almost);
 - **fused**: reciprocal ranks of the name, dense and lexical rankers.
 
 A linear mix of them, fit as a softmax over runbooks on our own query sets and checked by
@@ -93,18 +95,18 @@ WEAK = frozenset(
 )
 # The ranker: a linear mix of FEATURES in logit units (softmax over runbooks), one weight
 # vector for alerts with a name and one for plain messages. Fit by benchmarks/retrieval_fit.py.
-NAME_WEIGHTS = (2.13, 2.43, 0.61, 1.62, 1.31, 1.8, 1.4, 2.52, 2.03, 0.04, 1.77, -0.42, 2.0, 0.0,
-                1.18, 0.5, 0.3)
-TEXT_WEIGHTS = (1.48, 1.85, 0.56, 1.72, 1.07, 1.42, 1.28, 2.96, 1.97, 0.0, 0.82, -0.47, 2.21, 0.0,
-                1.5, 0.78, 0.11)
+NAME_WEIGHTS = (2.13, 2.68, 0.78, 1.62, 1.37, 1.82, 1.35, 2.53, 1.82, 0.05, 1.25, -1.01, 1.98, 0.0,
+                1.29, 0.88, 0.35)
+TEXT_WEIGHTS = (1.7, 2.12, 0.68, 1.72, 1.13, 1.39, 1.21, 3.05, 2.22, 0.0, 0.78, -1.11, 2.34, 0.0,
+                1.35, 1.0, 0.22)
 # Abstention: P(some runbook answers) from the shape of the ranking (ABSTAIN_FEATURES), a
 # logistic model fit on answerable vs out-of-scope queries by the same script.
 ABSTAIN_FEATURES = ("top", "margin", "cosine", "lexical", "unknown", "conflict", "named")
-ABSTAIN_WEIGHTS = (0.25, 0.2, 5.86, 3.82, -2.28, 0.77, -0.88)
-ABSTAIN_BIAS = -8.18
-# At 2% of our answerable queries abstained (5-fold cross-validated over our three sets:
-# 12/510 answerable and 71/83 out of scope abstained).
-ABSTAIN_BELOW = 0.251
+ABSTAIN_WEIGHTS = (0.27, 0.13, 6.65, 3.2, -2.12, 1.17, -0.54)
+ABSTAIN_BIAS = -8.85
+# At 2% of our answerable queries abstained (cross-validated leaving one of our four sets out
+# at a time: 18/645 answerable and 79/98 out of scope abstained).
+ABSTAIN_BELOW = 0.266
 # The runbook's author named this very alert, or the alert links its runbook: rank it first.
 LINKED_BONUS = 3.0
 LINKED_CONFIDENCE = 0.9
@@ -126,10 +128,15 @@ ENTITY_GROUPS: tuple[frozenset[str], ...] = tuple(frozenset(g.split()) for g in 
     "client server",
     "kubelet scheduler controller proxy etcd alertmanager operator",
     "receive transmit",
+    "almost fully exceeded filling",  # how much of a limit is used
+    "cluster any some",  # every instance or only some (any/some are stopwords elsewhere)
 ))
+# Stopwords that still tell siblings apart as entity words (ErrorSendingAlertsToAny vs
+# ...ToSome). In a query they count only when a vocabulary phrase said them.
+_ENTITY_STOPWORDS = frozenset({"any", "some"})
 # The evidence columns the ranker mixes; weights below are fit by benchmarks/retrieval_fit.py
-# (listwise logistic regression, cross-validated on the three benchmarks/retrieval_queries*
-# sets written by three people; the blind set is never fitted on).
+# (listwise logistic regression, cross-validated on the four benchmarks/retrieval_queries*
+# sets written by four people; the blind sets are never fitted on).
 FEATURES = ("name", "name_text", "name_dense", "dense", "cosine", "overview", "top2",
             "lexical", "overview_lexical", "linked", "agree", "conflict", "fused", "unknown",
             "clause", "clause_name", "label_kind")
@@ -208,6 +215,7 @@ class Query:
         its run-together words split apart."""
         lowered = " ".join(words(self.text))
         said = [meaning for phrase, meaning in IDIOMS.items() if f" {phrase} " in f" {lowered} "]
+        said += _usage_degrees(self.text)
         return " ".join([*said, self.segments] if self.segments else said)
 
     @classmethod
@@ -263,6 +271,27 @@ _URL = re.compile(r"<?https?://[^\s>]+>?")
 _CLAUSE = re.compile(r"[.;!?\n]+(?:\s|$)|,\s|\s-+\s|\s\bbut\b\s")
 # Slack mentions (<@U..>, <!here>, <#C..|name>) and :emoji: codes say nothing about the incident.
 _SLACK_MARKUP = re.compile(r"<[@!#][^>]*>|:[a-z0-9_+-]+:")
+
+
+# A share of some capacity: "97% full", "at 92% of quota", df's "96G 4.0G 96% /".
+_PERCENT = re.compile(r"(?<![\d.])(\d{2,3}(?:\.\d+)?)\s?%")
+_CAPACITY = re.compile(r"quota|\bused\b|usage|\bfull\b|capacity|disk|volume|filesystem|\bfs\b|"
+                       r"inode|\blimit|\bhard\b|storage|space|%\s+/", re.I)
+
+
+def _usage_degrees(text: str) -> list[str]:
+    """How much of a limit a percentage of usage says is used: from 85% "almost full", at
+    100% "fully used", above it "exceeded". Only next to capacity words, so an error rate
+    or a share of throttled periods says nothing here."""
+    out: list[str] = []
+    for match in _PERCENT.finditer(text):
+        value = float(match.group(1))
+        around = text[max(0, match.start() - 40):match.end() + 25]
+        if value < 85 or not _CAPACITY.search(around):
+            continue
+        out.append("almost full" if value < 100 else "fully used" if value == 100
+                   else "exceeded")
+    return out
 
 
 def _runbook_hint(url: str) -> str:
@@ -365,8 +394,10 @@ class HybridRunbookIndex:
         self._overview_rows = np.array(
             [r for r, c in enumerate(self._chunks) if c.kind == "overview"], dtype=np.int64)
         self._entity_groups = [frozenset(stem(w) for w in group) for group in ENTITY_GROUPS]
-        self._runbook_entities = [frozenset().union(*rb.name_tokens) if rb.name_tokens
-                                  else frozenset() for rb in self._runbooks]
+        self._runbook_entities = [
+            frozenset().union(*rb.name_tokens, (w for n in rb.names for w in words(n)
+                                                if w in _ENTITY_STOPWORDS))
+            for rb in self._runbooks]
         # An on-call engineer opening a runbook mid-incident wants the steps: on a near tie,
         # point at Diagnosis/Mitigation rather than Impact or Follow-up.
         self._section_prior = np.array([_section_prior(c.section) for c in self._chunks])
@@ -453,7 +484,8 @@ class HybridRunbookIndex:
             or (bool(q.runbook_hint) and rb.id.rsplit("/", 1)[-1].lower() == q.runbook_hint)
             for rb in self._runbooks
         ], dtype=np.float64)
-        agree, conflict = self._entity_scores(f"{q.name or q.text} {q.label_keys} {q.idioms}")
+        agree, conflict = self._entity_scores(f"{q.name or q.text} {q.label_keys} {q.idioms}",
+                                              q.idioms)
         # A label *named* after the object kind (kube-state-metrics: statefulset=db) says
         # exactly what the alert is about, whatever its name: its own column.
         label_agree, label_conflict = self._entity_scores(q.label_keys)
@@ -518,9 +550,11 @@ class HybridRunbookIndex:
                         cosine[i] = max(cosine[i], cosine[j])
         return mixed, cosine
 
-    def _entity_scores(self, text: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def _entity_scores(self, text: str, said_by_idioms: str = ""
+                       ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Per runbook, how many closed word sets its name agrees / conflicts with ``text`` on."""
-        said = set(tokens(text, expand=True))
+        said = set(tokens(text, expand=True)) | {w for w in words(said_by_idioms)
+                                                 if w in _ENTITY_STOPWORDS}
         agree = np.zeros(len(self._runbooks))
         conflict = np.zeros(len(self._runbooks))
         asked = [group & said for group in self._entity_groups]

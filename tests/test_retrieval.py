@@ -554,3 +554,75 @@ def test_run_together_words_are_split_into_the_runbooks_words(
     # Words the runbooks use, short words and identifiers are left alone.
     for text in ("rollout stuck", "pods stuck", "api-7f9c6d5b8 x2kqp", "zzqqxxyyvv"):
         assert rollout_index.segmented(Query.of(text)).segments == ""
+
+
+def _twin(name: str, meaning: str) -> str:
+    return f"""# {name}
+
+## Meaning
+
+{meaning}
+
+## Diagnosis
+
+Compare the usage with the limit over the last hours and find who is using it.
+
+## Mitigation
+
+Raise the limit or reduce the usage.
+"""
+
+
+TWINS = {
+    "kubernetes/KubeQuotaAlmostFull.md": _twin(
+        "KubeQuotaAlmostFull", "A namespace resource quota is close to its hard limit."),
+    "kubernetes/KubeQuotaFullyUsed.md": _twin(
+        "KubeQuotaFullyUsed", "A namespace resource quota is used up to its hard limit."),
+    "kubernetes/KubeQuotaExceeded.md": _twin(
+        "KubeQuotaExceeded", "A namespace resource quota is used beyond its hard limit."),
+    "alertmanager/AlertmanagerFailedToSendAlerts.md": _twin(
+        "AlertmanagerFailedToSendAlerts",
+        "Alertmanager fails to send notifications to an integration."),
+    "alertmanager/AlertmanagerClusterFailedToSendAlerts.md": _twin(
+        "AlertmanagerClusterFailedToSendAlerts",
+        "The Alertmanager cluster fails to send notifications to an integration."),
+}
+
+
+@pytest.fixture(scope="module")
+def twin_index(tmp_path_factory: pytest.TempPathFactory) -> HybridRunbookIndex:
+    root = tmp_path_factory.mktemp("twins")
+    for rel, text in TWINS.items():
+        (root / "runbooks" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "runbooks" / rel).write_text(text)
+    built, _ = sync_and_open(settings=Settings(data_dir=root / "data"),
+                             runbooks_dir=root / "runbooks")
+    return built
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("team-data memory requests at 92% of the namespace quota",
+     "kubernetes/KubeQuotaAlmostFull"),
+    ("namespace quota for pods at 100% used, the next pod will be refused",
+     "kubernetes/KubeQuotaFullyUsed"),
+    ("limits.cpu usage is at 112% of the hard quota in namespace analytics",
+     "kubernetes/KubeQuotaExceeded"),
+    ("namespace quota nearing the limit", "kubernetes/KubeQuotaAlmostFull"),
+    ("notifications to pagerduty failing from all replicas of alertmanager",
+     "alertmanager/AlertmanagerClusterFailedToSendAlerts"),
+    ("one instance of alertmanager fails to send to slack, the rest are fine",
+     "alertmanager/AlertmanagerFailedToSendAlerts"),
+])
+def test_twins_are_told_apart_by_how_much_and_how_many(
+        twin_index: HybridRunbookIndex, query: str, expected: str) -> None:
+    # Runbooks that differ by one word of degree (almost / fully / exceeded) or of scope (the
+    # whole cluster / one instance): a percentage or a phrase in the message says which.
+    matches = twin_index.match(query)
+    assert matches and matches[0].id == expected
+
+
+def test_a_percentage_that_is_not_a_share_of_a_capacity_says_nothing_about_degree() -> None:
+    assert "almost full" in Query.of("root filesystem 97% full on worker-31").idioms
+    assert "exceeded" in Query.of("limits.cpu usage 112% of hard").idioms
+    for text in ("error rate 98% on checkout", "parser throttled in 95% of CFS periods"):
+        assert not {"almost", "fully", "exceeded"} & set(Query.of(text).idioms.split())
