@@ -342,6 +342,7 @@ def test_compounds_and_spelling_variants_meet() -> None:
     assert tokens("apiserver errs") == tokens("API server errors")
     assert tokens("HPA maxed out") == tokens("hpa max out")
     assert tokens("configuration") == tokens("config")
+    assert tokens("KubeNodeReadinessFlapping")[:3] == tokens("kube node not ready")
 
 
 def test_chat_idioms_reach_the_words_runbooks_use() -> None:
