@@ -157,7 +157,9 @@ def triage_json_schema(ids: Sequence[str] = ()) -> dict[str, Any]:
     converter all accept. The ``supported`` flags belong to the grounding check, so the
     model is not asked for them. With ``ids`` (the evidence ids in the prompt), citation
     fields may only hold those ids: a real 0.5B model otherwise cited runbooks by their
-    source name, which grounding then had to drop. Lists are capped (``_MAX_ITEMS``).
+    source name, which grounding then had to drop. Lists are capped (``_MAX_ITEMS``); when
+    runbooks are shown, ``related_runbooks`` must name at least one of them (a real 0.5B
+    model otherwise often left the list empty).
     """
     raw = TriageOutput.model_json_schema()
     defs = raw.pop("$defs", {})
@@ -189,6 +191,10 @@ def triage_json_schema(ids: Sequence[str] = ()) -> dict[str, Any]:
                     allowed = runbook_ids if name == "related_runbooks" else list(ids)
                     if name in _ID_FIELDS and allowed:
                         prop["items"] = {"type": "string", "enum": allowed}
+                    if name == "related_runbooks" and runbook_ids:
+                        # Retrieval shows runbooks only when it is confident one applies
+                        # (it abstains otherwise): the draft names at least one.
+                        prop["minItems"] = 1
                 constrain(prop)
             constrain(node.get("items"))
 

@@ -184,3 +184,10 @@ def test_json_schema_is_strict_mode_compatible() -> None:
         {k: v for k, v in c.items() if k != "supported"} for c in GOOD["likely_causes"]],
         "next_steps": [{k: v for k, v in s.items() if k != "supported"}
                        for s in GOOD["next_steps"]]}, schema)
+
+
+def test_schema_asks_for_a_runbook_only_when_runbooks_were_shown() -> None:
+    shown = triage_json_schema(["E1", "E2", "R1", "R2"])["properties"]["related_runbooks"]
+    assert shown["minItems"] == 1 and shown["items"]["enum"] == ["R1", "R2"]
+    # No runbook applied (retrieval abstained): an empty list is the honest answer.
+    assert "minItems" not in triage_json_schema(["E1"])["properties"]["related_runbooks"]

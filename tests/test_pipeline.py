@@ -95,6 +95,8 @@ def test_primary_model_draft_is_grounded_cited_recorded_and_stored_pending(
     assert set(schema["properties"]["related_runbooks"]["items"]["enum"]) == {
         i for i in shown if i.startswith("R")}
     assert schema["properties"]["likely_causes"]["maxItems"] == 5
+    # Runbooks were shown, so the draft must name at least one of them.
+    assert schema["properties"]["related_runbooks"]["minItems"] == 1
     assert draft.prompt_tokens > 0 and draft.completion_tokens > 0
     expected_cost = (draft.prompt_tokens * 1.0 + draft.completion_tokens * 2.0) / 1e6
     assert draft.cost_usd == pytest.approx(expected_cost, rel=1e-3)
