@@ -625,5 +625,6 @@ def test_twins_are_told_apart_by_how_much_and_how_many(
 def test_a_percentage_that_is_not_a_share_of_a_capacity_says_nothing_about_degree() -> None:
     assert "almost full" in Query.of("root filesystem 97% full on worker-31").idioms
     assert "exceeded" in Query.of("limits.cpu usage 112% of hard").idioms
+    assert "fully used" in Query.of("ResourceQuotaAt100Percent").idioms
     for text in ("error rate 98% on checkout", "parser throttled in 95% of CFS periods"):
         assert not {"almost", "fully", "exceeded"} & set(Query.of(text).idioms.split())
