@@ -410,15 +410,19 @@ Fix the pod template or roll back the {kind}.
 }
 
 
-@pytest.fixture(scope="module")
-def rollout_index(tmp_path_factory: pytest.TempPathFactory) -> HybridRunbookIndex:
-    root = tmp_path_factory.mktemp("rollouts")
-    for rel, text in ROLLOUTS.items():
+def _index_of(root: Path, corpus: dict[str, str]) -> HybridRunbookIndex:
+    """An index over ``corpus`` (path -> Markdown) written under ``root``."""
+    for rel, text in corpus.items():
         (root / "runbooks" / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / "runbooks" / rel).write_text(text)
     built, _ = sync_and_open(settings=Settings(data_dir=root / "data"),
                              runbooks_dir=root / "runbooks")
     return built
+
+
+@pytest.fixture(scope="module")
+def rollout_index(tmp_path_factory: pytest.TempPathFactory) -> HybridRunbookIndex:
+    return _index_of(tmp_path_factory.mktemp("rollouts"), ROLLOUTS)
 
 
 @pytest.mark.parametrize(("query", "expected"), [
@@ -592,13 +596,7 @@ TWINS = {
 
 @pytest.fixture(scope="module")
 def twin_index(tmp_path_factory: pytest.TempPathFactory) -> HybridRunbookIndex:
-    root = tmp_path_factory.mktemp("twins")
-    for rel, text in TWINS.items():
-        (root / "runbooks" / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / "runbooks" / rel).write_text(text)
-    built, _ = sync_and_open(settings=Settings(data_dir=root / "data"),
-                             runbooks_dir=root / "runbooks")
-    return built
+    return _index_of(tmp_path_factory.mktemp("twins"), TWINS)
 
 
 @pytest.mark.parametrize(("query", "expected"), [
