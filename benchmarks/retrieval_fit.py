@@ -165,9 +165,10 @@ def main() -> int:
                 p = 1 / (1 + np.exp(-(shape @ aw + ab)))
                 results.append((i, rank, kind, p >= threshold))
         if args.by_set:
-            for f, q in enumerate(args.queries):
-                report(f"  {q.stem.removeprefix('retrieval_queries_')}", [
-                    row for row in results if row[0] in set(folds[f].tolist())], data)
+            for fold, q in zip(folds, args.queries, strict=True):
+                members = set(fold.tolist())
+                report(f"  {q.stem.removeprefix('retrieval_queries_')}",
+                       [row for row in results if row[0] in members], data)
         report(label, results, data)
 
     weights = fit_all(list(range(len(data))))

@@ -73,8 +73,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JOBSTORE_TABLE = scheduler_jobs.name  # both tables are created by the migrations
-RUNS_TABLE = job_runs.name
 MISFIRE_GRACE_TIME: int | None = None  # no limit: with coalesce, "run once, however late"
 
 
@@ -504,7 +502,7 @@ def build_scheduler(*, context: JobContext, engine: Engine | None = None,
     engine = engine or make_engine(context.settings.effective_database_url)
     claims = RunClaims(engine=engine)
     scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOBSTORE_TABLE)},
+        jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=scheduler_jobs.name)},
         executors={"default": ClaimingExecutor(claims=claims, context=context,
                                                owner=owner or default_owner())},
         job_defaults={

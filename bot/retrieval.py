@@ -486,8 +486,8 @@ class HybridRunbookIndex:
             or (bool(q.runbook_hint) and rb.id.rsplit("/", 1)[-1].lower() == q.runbook_hint)
             for rb in self._runbooks
         ], dtype=np.float64)
-        agree, conflict = self._entity_scores(f"{q.name or q.text} {q.label_keys} {q.idioms}",
-                                              q.idioms)
+        agree, conflict = self._entity_scores(f"{q.name or q.text} {q.label_keys}",
+                                              phrases=q.idioms)
         # A label *named* after the object kind (kube-state-metrics: statefulset=db) says
         # exactly what the alert is about, whatever its name: its own column.
         label_agree, label_conflict = self._entity_scores(q.label_keys)
@@ -552,11 +552,12 @@ class HybridRunbookIndex:
                         cosine[i] = max(cosine[i], cosine[j])
         return mixed, cosine
 
-    def _entity_scores(self, text: str, said_by_idioms: str = ""
+    def _entity_scores(self, text: str, *, phrases: str = ""
                        ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Per runbook, how many closed word sets its name agrees / conflicts with ``text`` on."""
-        said = set(tokens(text, expand=True)) | {w for w in words(said_by_idioms)
-                                                 if w in _ENTITY_STOPWORDS}
+        """Per runbook, how many closed word sets its name agrees / conflicts with on what
+        ``text`` and the vocabulary's ``phrases`` for it say (only phrases may say any/some)."""
+        said = set(tokens(f"{text} {phrases}", expand=True)) | {
+            w for w in words(phrases) if w in _ENTITY_STOPWORDS}
         agree = np.zeros(len(self._runbooks))
         conflict = np.zeros(len(self._runbooks))
         asked = [group & said for group in self._entity_groups]
